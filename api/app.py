@@ -1,0 +1,62 @@
+"""The FastAPI application: admin CRUD, the enrollment endpoint, health.
+
+``uvicorn api.app:app`` builds it from the environment on first access.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from api.errors import install_error_handlers
+from api.logging import install_redaction
+from api.routes import audit, grants, health, peers, users
+from api.state import Gateway
+from federation.settings import Settings, load_settings
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; settings default to the environment."""
+    gateway = Gateway.from_settings(settings or load_settings())
+    install_redaction()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await gateway.close()
+
+    app = FastAPI(
+        title="Mosaic federation gateway",
+        version="0.1.0",
+        description="Admin API and enrollment endpoint of a Mosaic federation gateway.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        presented = request.headers.get("x-request-id", "")
+        rid = presented if _REQUEST_ID.fullmatch(presented) else uuid.uuid4().hex
+        request.state.request_id = rid
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        return response
+
+    install_error_handlers(app)
+    for module in (health, users, peers, grants, audit):
+        app.include_router(module.router)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import AdminDep, SessionDep
+from api.schemas import UserCreate, UserOut
+from federation import directory
+
+router = APIRouter(prefix="/api/admin/users", tags=["users"])
+
+
+@router.post("", status_code=201, response_model=UserOut)
+async def create_user(body: UserCreate, session: SessionDep, actor: AdminDep) -> UserOut:
+    user = await directory.create_user(session, name=body.name, email=body.email, actor=actor)
+    return UserOut.of(user)
+
+
+@router.get("", response_model=list[UserOut])
+async def list_users(session: SessionDep, _: AdminDep) -> list[UserOut]:
+    return [UserOut.of(u) for u in await directory.list_users(session)]

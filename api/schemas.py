@@ -1,0 +1,132 @@
+"""Request and response bodies (camelCase on the wire, separate from the ORM models)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic.alias_generators import to_camel
+
+from federation.db.models import Grant, Peer, User
+from federation.scope import Scope
+from federation.tokens import MAX_TTL_SECONDS
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class UserCreate(_Input):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+
+
+class UserOut(_Wire):
+    id: uuid.UUID
+    name: str
+    email: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls.model_validate(user)
+
+
+_CN_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.\-]{0,62}[A-Za-z0-9])?$"
+
+
+class PeerCreate(_Input):
+    common_name: str = Field(min_length=1, max_length=64, pattern=_CN_PATTERN)
+    display_name: str = Field(min_length=1, max_length=200)
+    endpoint_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+
+
+PeerState = Literal["pending", "active", "failed", "revoked"]
+
+
+class PeerOut(_Wire):
+    id: uuid.UUID
+    common_name: str
+    display_name: str
+    endpoint_url: str | None
+    state: PeerState
+    cert_serial: str | None
+    cert_not_after: datetime | None
+    cert_fingerprint: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, peer: Peer) -> PeerOut:
+        return cls.model_validate(peer)
+
+
+GrantStatus = Literal["pending", "active", "revoked", "expired"]
+
+
+class GrantCreate(_Input):
+    subject_user_id: uuid.UUID
+    peer_id: uuid.UUID
+    # Scope keys stay snake_case, as in the reference.
+    scope: Scope
+
+
+class GrantRevoke(_Input):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class GrantOut(_Wire):
+    id: uuid.UUID
+    subject_user_id: uuid.UUID
+    peer_id: uuid.UUID
+    scope: dict[str, Any]
+    status: GrantStatus
+    cert_serial: str | None
+    activated_at: datetime | None
+    revoked_at: datetime | None
+    reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, grant: Grant) -> GrantOut:
+        return cls.model_validate(grant)
+
+
+class TokenCreate(_Input):
+    ttl_seconds: int = Field(default=MAX_TTL_SECONDS, strict=True)
+
+
+class TokenOut(_Wire):
+    token: str
+    expires_at: datetime
+    enrollment_url: str
+
+
+class AuditOut(_Wire):
+    id: int
+    request_id: str
+    created_at: datetime
+    actor: str
+    verb: str
+    resource: str
+    grant_id: uuid.UUID | None
+    peer_id: uuid.UUID | None
+    outcome: Literal["allowed", "denied"]
+    status_code: int
+    reason: str | None
+    cert_serial: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

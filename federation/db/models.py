@@ -1,0 +1,166 @@
+"""SQLAlchemy models. The schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    Uuid,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PEER_STATES = ("pending", "active", "failed", "revoked")
+GRANT_STATUSES = ("pending", "active", "revoked", "expired")
+AUDIT_OUTCOMES = ("allowed", "denied")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both backends (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _check_in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Peer(Base):
+    __tablename__ = "federation_peers"
+    __table_args__ = (
+        CheckConstraint(_check_in("state", PEER_STATES), name="ck_federation_peers_state"),
+        Index("ix_federation_peers_state", "state"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    common_name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    endpoint_url: Mapped[str | None] = mapped_column(String(2048))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    cert_pem: Mapped[str | None] = mapped_column(Text)
+    cert_serial: Mapped[str | None] = mapped_column(String(64), index=True)
+    cert_not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cert_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # Sealed (AES-256-GCM) PEM of our client key; only on the requesting side.
+    client_key_sealed: Mapped[str | None] = mapped_column(Text)
+    # Sealed enrollment URL (it contains the token) while a peer-add runs.
+    enrollment_url_sealed: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Grant(Base):
+    __tablename__ = "federation_grants"
+    __table_args__ = (
+        CheckConstraint(_check_in("status", GRANT_STATUSES), name="ck_federation_grants_status"),
+        Index("ix_federation_grants_status_created", "status", "created_at"),
+        Index("ix_federation_grants_peer_status", "peer_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    subject_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    peer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("federation_peers.id"))
+    scope: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    cert_serial: Mapped[str | None] = mapped_column(String(64))
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class EnrollmentToken(Base):
+    __tablename__ = "federation_enrollment_tokens"
+    __table_args__ = (
+        Index("ix_federation_enrollment_tokens_grant", "grant_id"),
+        # Reconcile looks for claimed tokens; partial on PostgreSQL and SQLite alike.
+        Index(
+            "ix_federation_enrollment_tokens_claimed",
+            "used_at",
+            postgresql_where=text("used_at IS NOT NULL AND cert_serial IS NULL"),
+            sqlite_where=text("used_at IS NOT NULL AND cert_serial IS NULL"),
+        ),
+    )
+
+    # SHA-256 hex of the token: the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("federation_grants.id"))
+    peer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("federation_peers.id"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    csr_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    cert_serial: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "federation_audit_log"
+    __table_args__ = (
+        CheckConstraint(_check_in("outcome", AUDIT_OUTCOMES), name="ck_federation_audit_outcome"),
+        Index("ix_federation_audit_grant", "grant_id"),
+        Index("ix_federation_audit_peer", "peer_id"),
+        Index("ix_federation_audit_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    verb: Mapped[str] = mapped_column(String(50))
+    resource: Mapped[str] = mapped_column(String(50))
+    grant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("federation_grants.id", ondelete="SET NULL")
+    )
+    peer_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("federation_peers.id", ondelete="SET NULL")
+    )
+    outcome: Mapped[str] = mapped_column(String(10))
+    status_code: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    cert_serial: Mapped[str | None] = mapped_column(String(64))

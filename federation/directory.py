@@ -1,0 +1,88 @@
+"""Users and peers as the admin registers them (CRUD, no workflow involved)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.audit import audit_entry
+from federation.db.models import Peer, User
+from federation.errors import Conflict, NotFound
+
+
+async def create_user(session: AsyncSession, *, name: str, email: str, actor: str) -> User:
+    """Create a user; a duplicate email is a 409."""
+    user = User(name=name, email=email.lower())
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("a user with this email already exists") from None
+    await session.commit()
+    return user
+
+
+async def list_users(session: AsyncSession) -> list[User]:
+    return list((await session.scalars(select(User).order_by(User.created_at, User.id))).all())
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    return user
+
+
+async def create_peer(
+    session: AsyncSession,
+    *,
+    common_name: str,
+    display_name: str,
+    endpoint_url: str | None,
+    actor: str,
+    request_id: str,
+) -> Peer:
+    """Register a remote peer that will enroll with us; it starts ``pending``."""
+    peer = Peer(
+        common_name=common_name,
+        display_name=display_name,
+        endpoint_url=endpoint_url,
+        state="pending",
+    )
+    session.add(peer)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("a peer with this common name already exists") from None
+    session.add(
+        audit_entry(
+            request_id=request_id,
+            actor=actor,
+            verb="peer.create",
+            resource="federation_peer",
+            outcome="allowed",
+            status_code=201,
+            peer_id=peer.id,
+        )
+    )
+    await session.commit()
+    return peer
+
+
+async def list_peers(session: AsyncSession, *, state: str | None = None) -> list[Peer]:
+    query = select(Peer).order_by(Peer.created_at, Peer.id)
+    if state is not None:
+        query = query.where(Peer.state == state)
+    return list((await session.scalars(query)).all())
+
+
+async def get_peer(session: AsyncSession, peer_id: uuid.UUID) -> Peer:
+    peer = await session.get(Peer, peer_id)
+    if peer is None:
+        raise NotFound("peer not found")
+    return peer

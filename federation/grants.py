@@ -1,0 +1,161 @@
+"""Grants and their enrollment tokens, as the admin manages them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.audit import audit_entry
+from federation.db.models import EnrollmentToken, Grant, Peer, User, utcnow
+from federation.errors import Conflict, InvalidInput, NotFound
+from federation.scope import Scope
+from federation.tokens import MAX_TTL_SECONDS, enrollment_url, hash_token, new_token
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+    enrollment_url: str
+
+
+async def create_grant(
+    session: AsyncSession,
+    *,
+    subject_user_id: uuid.UUID,
+    peer_id: uuid.UUID,
+    scope: Scope,
+    actor: str,
+    request_id: str,
+) -> Grant:
+    """Create a ``pending`` grant for a known user and a known, non-revoked peer."""
+    if await session.get(User, subject_user_id) is None:
+        raise NotFound("subject user not found")
+    peer = await session.get(Peer, peer_id)
+    if peer is None:
+        raise NotFound("peer not found")
+    if peer.state in ("revoked", "failed"):
+        raise Conflict(f"peer is {peer.state}; register a new peer")
+    grant = Grant(
+        subject_user_id=subject_user_id,
+        peer_id=peer_id,
+        scope=scope.model_dump(mode="json"),
+        status="pending",
+    )
+    session.add(grant)
+    await session.flush()
+    session.add(
+        audit_entry(
+            request_id=request_id,
+            actor=actor,
+            verb="grant.create",
+            resource="federation_grant",
+            outcome="allowed",
+            status_code=201,
+            grant_id=grant.id,
+            peer_id=peer_id,
+        )
+    )
+    await session.commit()
+    return grant
+
+
+async def list_grants(
+    session: AsyncSession, *, peer_id: uuid.UUID | None = None, status: str | None = None
+) -> list[Grant]:
+    query = select(Grant).order_by(Grant.created_at, Grant.id)
+    if peer_id is not None:
+        query = query.where(Grant.peer_id == peer_id)
+    if status is not None:
+        query = query.where(Grant.status == status)
+    return list((await session.scalars(query)).all())
+
+
+async def get_grant(session: AsyncSession, grant_id: uuid.UUID) -> Grant:
+    grant = await session.get(Grant, grant_id)
+    if grant is None:
+        raise NotFound("grant not found")
+    return grant
+
+
+async def mark_grant_revoked(
+    session: AsyncSession, grant_id: uuid.UUID, *, reason: str | None, actor: str, request_id: str
+) -> Grant:
+    """Revoke a grant in the database (guarded: a revoked grant stays revoked)."""
+    grant = await get_grant(session, grant_id)
+    if grant.status == "revoked":
+        raise Conflict("grant is already revoked")
+    now = utcnow()
+    result = await session.execute(
+        update(Grant)
+        .where(Grant.id == grant_id, Grant.status != "revoked")
+        .values(status="revoked", revoked_at=now, reason=reason, updated_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        await session.rollback()
+        raise Conflict("grant is already revoked")
+    session.add(
+        audit_entry(
+            request_id=request_id,
+            actor=actor,
+            verb="grant.revoke",
+            resource="federation_grant",
+            outcome="allowed",
+            status_code=200,
+            reason=reason,
+            grant_id=grant_id,
+            peer_id=grant.peer_id,
+            cert_serial=grant.cert_serial,
+        )
+    )
+    await session.commit()
+    await session.refresh(grant)
+    return grant
+
+
+async def create_token(
+    session: AsyncSession,
+    grant_id: uuid.UUID,
+    *,
+    ttl_seconds: int,
+    public_url: str,
+    actor: str,
+    request_id: str,
+) -> IssuedToken:
+    """Mint a single-use token for a pending grant, bound to the grant's peer (MED-3).
+
+    Only the SHA-256 of the token is stored; the token is returned once.
+    """
+    if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
+        raise InvalidInput(f"ttlSeconds must be between 1 and {MAX_TTL_SECONDS}")
+    grant = await get_grant(session, grant_id)
+    if grant.status != "pending":
+        raise Conflict(f"grant is {grant.status}; tokens are only issued for pending grants")
+    token = new_token()
+    expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+    session.add(
+        EnrollmentToken(
+            token_hash=hash_token(token),
+            grant_id=grant.id,
+            peer_id=grant.peer_id,
+            expires_at=expires_at,
+        )
+    )
+    session.add(
+        audit_entry(
+            request_id=request_id,
+            actor=actor,
+            verb="token.create",
+            resource="federation_enrollment_token",
+            outcome="allowed",
+            status_code=201,
+            grant_id=grant.id,
+            peer_id=grant.peer_id,
+        )
+    )
+    await session.commit()
+    return IssuedToken(token, expires_at, enrollment_url(public_url, token))

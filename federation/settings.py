@@ -1,0 +1,89 @@
+"""All configuration, read once from the environment (see README: Settings)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every variable is documented in README.md; names are the environment names."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    mosaic_data_dir: Path = Path(".mosaic")
+    database_url: str = ""
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    mosaic_task_queue: str = "mosaic-federation"
+    # Required secrets: no defaults, a missing one stops start-up with a clear message.
+    mosaic_admin_token: SecretStr
+    better_auth_secret: SecretStr
+    mosaic_public_url: str = "http://127.0.0.1:8080"
+    mosaic_ca: Literal["builtin", "step-ca"] = "builtin"
+    step_ca_url: str = ""
+    step_ca_provisioner_key_json: SecretStr = SecretStr("")
+    step_ca_root_cert_path: str = ""
+    # How long one enrollment request waits for its workflow before answering 503.
+    mosaic_enroll_wait_seconds: float = Field(default=15.0, gt=0, le=120)
+    # How long the CA step keeps retrying before the saga compensates.
+    mosaic_ca_retry_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("mosaic_admin_token", "better_auth_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _step_ca_complete(self) -> Settings:
+        if self.mosaic_ca == "step-ca":
+            missing = [
+                name
+                for name, value in (
+                    ("STEP_CA_URL", self.step_ca_url),
+                    (
+                        "STEP_CA_PROVISIONER_KEY_JSON",
+                        self.step_ca_provisioner_key_json.get_secret_value(),
+                    ),
+                    ("STEP_CA_ROOT_CERT_PATH", self.step_ca_root_cert_path),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"MOSAIC_CA=step-ca needs {', '.join(missing)}")
+        return self
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.mosaic_data_dir / 'mosaic.db').resolve()}"
+
+    @property
+    def builtin_ca_dir(self) -> Path:
+        return self.mosaic_data_dir / "ca"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning a validation error into one readable line."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            problems.append(f"{field}: {err['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+
+
+class ConfigurationError(RuntimeError):
+    pass
