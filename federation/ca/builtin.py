@@ -1,0 +1,446 @@
+"""The built-in, file-backed CA: the same interface and OIDs as step-ca.
+
+The directory has step-ca's shape (``certs/root_ca.crt``,
+``certs/intermediate_ca.crt``, ``secrets/root_ca_key``,
+``secrets/intermediate_ca_key``, ``secrets/password``), so an operator can
+move to step-ca by pointing it at the same files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from federation.ca.base import IssuedCertificate, IssueRequest
+from federation.errors import CARefused, CAUnavailable
+from federation.pki.certs import serial_hex
+from federation.pki.der import encode_utf8string
+from federation.pki.fingerprints import public_key_der
+from federation.pki.oids import GRANT_ID_OID, SUBJECT_USER_ID_OID
+
+_ROOT_CERT = Path("certs/root_ca.crt")
+_INTERMEDIATE_CERT = Path("certs/intermediate_ca.crt")
+_ROOT_KEY = Path("secrets/root_ca_key")
+_INTERMEDIATE_KEY = Path("secrets/intermediate_ca_key")
+_PASSWORD = Path("secrets/password")
+_REVOKED = Path("revoked.json")
+_REVOKED_LOCK = Path("revoked.json.lock")
+_CA_FILES = (_PASSWORD, _ROOT_KEY, _INTERMEDIATE_KEY, _ROOT_CERT, _INTERMEDIATE_CERT)
+
+_ROOT_VALIDITY = timedelta(days=3650)
+_INTERMEDIATE_VALIDITY = timedelta(days=1825)
+# step-ca backdates notBefore by a minute so a peer with a slow clock accepts it.
+_BACKDATE = timedelta(minutes=1)
+_SERIAL = re.compile(r"[0-9a-f]{1,40}")
+
+_SigningKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+@dataclass(frozen=True)
+class _Revocation:
+    reason: str
+    revoked_at: str
+
+
+class BuiltinCA:
+    """A two-level CA (root, intermediate) kept in a directory."""
+
+    name = "builtin"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        root: x509.Certificate,
+        intermediate: x509.Certificate,
+        intermediate_key: _SigningKey,
+        validity: timedelta = timedelta(days=30),
+    ) -> None:
+        self._directory = directory
+        self._root = root
+        self._intermediate = intermediate
+        self._intermediate_key = intermediate_key
+        self._validity = validity
+
+    @classmethod
+    def open_or_create(
+        cls, directory: Path, *, validity: timedelta = timedelta(days=30)
+    ) -> BuiltinCA:
+        """Load the CA in ``directory``, creating root and intermediate if none exists.
+
+        An existing CA is never overwritten; a half-present one (some files
+        missing) raises ``CAUnavailable`` rather than minting a new root.
+        """
+        present = [path for path in _CA_FILES if (directory / path).exists()]
+        if not present:
+            _create(directory)
+        elif len(present) != len(_CA_FILES):
+            missing = next(path for path in _CA_FILES if path not in present)
+            raise CAUnavailable(f"built-in CA directory is incomplete (missing {missing})")
+        root, intermediate, key = _load(directory)
+        return cls(
+            directory,
+            root=root,
+            intermediate=intermediate,
+            intermediate_key=key,
+            validity=validity,
+        )
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        """Sign the CSR like step-ca's federation template, off the event loop."""
+        return await asyncio.to_thread(self._issue, request)
+
+    async def revoke(self, serial: str, *, reason: str) -> None:
+        """Record ``serial`` as revoked; revoking it again keeps the first record."""
+        if not isinstance(serial, str) or _SERIAL.fullmatch(serial) is None:
+            raise CARefused("serial must be lowercase hex")
+        await asyncio.to_thread(self._revoke, serial, reason)
+
+    def is_revoked(self, serial: str) -> bool:
+        """Return whether ``serial`` was revoked by this CA."""
+        return serial in self._read_revocations()
+
+    def root_certificates(self) -> list[x509.Certificate]:
+        """Return the trust anchor peers must chain to."""
+        return [self._root]
+
+    async def check_health(self) -> None:
+        """Raise ``CAUnavailable`` if the CA directory or its files vanished."""
+        if not await asyncio.to_thread(self._files_present):
+            raise CAUnavailable("built-in CA directory is missing")
+
+    def _files_present(self) -> bool:
+        return all((self._directory / path).is_file() for path in _CA_FILES)
+
+    def _issue(self, request: IssueRequest) -> IssuedCertificate:
+        grant_id = _canonical_uuid(request.grant_id, "grant id")
+        subject_user_id = _canonical_uuid(request.subject_user_id, "subject user id")
+        csr = _load_csr(request.csr_pem)
+        common_name = _csr_common_name(csr)
+        dns_names = _csr_dns_names(csr) or [common_name]
+        try:
+            san = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
+        except ValueError:
+            raise CARefused("CSR names are not valid DNS names") from None
+
+        try:
+            public_key = csr.public_key()
+        # Unknown key algorithms surface as several exception types.
+        except Exception:
+            raise CARefused("CSR key type is not supported") from None
+
+        now = datetime.now(UTC)
+        not_after = min(now + self._validity, self._intermediate.not_valid_after_utc)
+        if not_after <= now:
+            raise CAUnavailable("built-in CA intermediate certificate has expired")
+        issuer_ski = self._intermediate.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self._intermediate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(not_after)
+            .add_extension(_leaf_key_usage(), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
+                critical=False,
+            )
+            .add_extension(san, critical=False)
+            .add_extension(
+                x509.UnrecognizedExtension(GRANT_ID_OID, encode_utf8string(grant_id)),
+                critical=False,
+            )
+            .add_extension(
+                x509.UnrecognizedExtension(SUBJECT_USER_ID_OID, encode_utf8string(subject_user_id)),
+                critical=False,
+            )
+        )
+        try:
+            cert = builder.sign(self._intermediate_key, hashes.SHA256())
+        except (TypeError, ValueError) as exc:
+            raise CARefused("CSR key cannot be certified", cause=str(exc)) from None
+        return IssuedCertificate(
+            cert_pem=_pem(cert),
+            chain_pem=_pem(self._intermediate),
+            serial=serial_hex(cert),
+        )
+
+    def _revoke(self, serial: str, reason: str) -> None:
+        with self._revocation_lock():
+            revoked = self._read_revocations()
+            if serial in revoked:
+                return
+            revoked[serial] = _Revocation(reason=reason, revoked_at=datetime.now(UTC).isoformat())
+            document = {
+                "revoked": {
+                    key: {"reason": entry.reason, "revoked_at": entry.revoked_at}
+                    for key, entry in sorted(revoked.items())
+                }
+            }
+            _atomic_write(self._directory / _REVOKED, json.dumps(document, indent=2).encode())
+
+    @contextlib.contextmanager
+    def _revocation_lock(self) -> Iterator[None]:
+        # A file lock, not an asyncio.Lock: the API and the workers are separate
+        # processes that may share this directory.
+        fd = os.open(self._directory / _REVOKED_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _read_revocations(self) -> dict[str, _Revocation]:
+        try:
+            raw = (self._directory / _REVOKED).read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            entries = json.loads(raw)["revoked"]
+            return {
+                serial: _Revocation(
+                    reason=str(entry["reason"]), revoked_at=str(entry["revoked_at"])
+                )
+                for serial, entry in entries.items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CAUnavailable(
+                "built-in CA revocation list is unreadable", cause=str(exc)
+            ) from None
+
+
+def _create(directory: Path) -> None:
+    for folder in (directory, directory / "certs", directory / "secrets"):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir's mode is filtered by the umask; make it exact.
+        folder.chmod(0o700)
+
+    password = secrets.token_urlsafe(32).encode()
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    intermediate_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+
+    root_name = _ca_name("Mosaic Federation Root CA")
+    root = _ca_builder(
+        subject=root_name,
+        issuer=root_name,
+        key=root_key,
+        signer_key=root_key,
+        not_before=now - _BACKDATE,
+        not_after=now + _ROOT_VALIDITY,
+        path_length=1,
+    ).sign(root_key, hashes.SHA256())
+    intermediate = _ca_builder(
+        subject=_ca_name("Mosaic Federation Intermediate CA"),
+        issuer=root_name,
+        key=intermediate_key,
+        signer_key=root_key,
+        not_before=now - _BACKDATE,
+        not_after=now + _INTERMEDIATE_VALIDITY,
+        path_length=0,
+    ).sign(root_key, hashes.SHA256())
+
+    # Password first: O_EXCL on it makes a concurrent creator fail instead of
+    # writing a second, different CA over this one.
+    _write_new(directory / _PASSWORD, password)
+    _write_new(directory / _ROOT_KEY, _encrypted_key_pem(root_key, password))
+    _write_new(directory / _INTERMEDIATE_KEY, _encrypted_key_pem(intermediate_key, password))
+    _write_new(directory / _ROOT_CERT, _pem(root).encode())
+    _write_new(directory / _INTERMEDIATE_CERT, _pem(intermediate).encode())
+
+
+def _load(directory: Path) -> tuple[x509.Certificate, x509.Certificate, _SigningKey]:
+    try:
+        # step reads password files trimmed, so do the same.
+        password = (directory / _PASSWORD).read_bytes().strip()
+        root = x509.load_pem_x509_certificate((directory / _ROOT_CERT).read_bytes())
+        intermediate = x509.load_pem_x509_certificate((directory / _INTERMEDIATE_CERT).read_bytes())
+        key = serialization.load_pem_private_key(
+            (directory / _INTERMEDIATE_KEY).read_bytes(), password=password
+        )
+    except (OSError, ValueError, TypeError) as exc:
+        raise CAUnavailable("built-in CA files could not be loaded", cause=str(exc)) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise CAUnavailable("built-in CA intermediate key type is not supported")
+    if public_key_der(key.public_key()) != public_key_der(intermediate.public_key()):
+        raise CAUnavailable("built-in CA intermediate key does not match its certificate")
+    try:
+        intermediate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        raise CAUnavailable("built-in CA intermediate has no subject key identifier") from None
+    return root, intermediate, key
+
+
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Mosaic"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_builder(
+    *,
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    signer_key: ec.EllipticCurvePrivateKey,
+    not_before: datetime,
+    not_after: datetime,
+    path_length: int,
+) -> x509.CertificateBuilder:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if signer_key is not key:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
+            critical=False,
+        )
+    return builder
+
+
+def _leaf_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _canonical_uuid(value: str, label: str) -> str:
+    # The value goes into the certificate verbatim, and verification demands the
+    # canonical form, so refuse anything else here rather than issue a dud.
+    try:
+        canonical = str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        raise CARefused(f"{label} is not a UUID") from None
+    if canonical != value:
+        raise CARefused(f"{label} is not a canonical lowercase UUID")
+    return value
+
+
+def _load_csr(pem: str) -> x509.CertificateSigningRequest:
+    try:
+        csr = x509.load_pem_x509_csr(pem.encode("utf-8"))
+    except (ValueError, UnicodeEncodeError, AttributeError):
+        raise CARefused("CSR could not be parsed") from None
+    try:
+        valid = csr.is_signature_valid
+    # A signature algorithm the library cannot check is as bad as a wrong one.
+    except Exception:
+        valid = False
+    if not valid:
+        raise CARefused("CSR signature is invalid")
+    return csr
+
+
+def _csr_common_name(csr: x509.CertificateSigningRequest) -> str:
+    attributes = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(attributes) != 1 or not isinstance(attributes[0].value, str) or not attributes[0].value:
+        raise CARefused("CSR must have exactly one common name")
+    return attributes[0].value
+
+
+def _csr_dns_names(csr: x509.CertificateSigningRequest) -> list[str]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise CARefused("CSR extensions could not be parsed") from None
+    if any(not isinstance(name, x509.DNSName) for name in san):
+        raise CARefused("CSR subject alternative names must be DNS names only")
+    return san.get_values_for_type(x509.DNSName)
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _encrypted_key_pem(key: ec.EllipticCurvePrivateKey, password: bytes) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb", closefd=False) as handle:
+            handle.write(data)
+            handle.flush()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
