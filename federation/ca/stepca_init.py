@@ -1,0 +1,301 @@
+"""Write a ready-to-run step-ca configuration without the ``step`` CLI.
+
+The layout mirrors ``step ca init`` (``certs/``, ``secrets/``, ``config/``,
+``db/``, ``templates/``) so an operator finds files where step's docs say they
+are. Only ``cryptography`` is used: the Debian step-ca build has no ``step``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+PROVISIONER_NAME = "mosaic-fed"
+DEFAULT_DNS_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost")
+
+_ROOT_VALIDITY = dt.timedelta(days=3650)
+_INTERMEDIATE_VALIDITY = dt.timedelta(days=1825)
+# Backdated so a CA host with a slightly slow clock still accepts its own chain.
+_BACKDATE = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class StepCAFiles:
+    """Paths of an initialised step-ca directory and the URL it will serve."""
+
+    directory: Path
+    ca_json: Path
+    root_cert: Path
+    intermediate_cert: Path
+    password_file: Path
+    provisioner_key_json: Path
+    template: Path
+    url: str
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 SHA-256 thumbprint of an EC JWK, base64url without padding."""
+    if jwk.get("kty") != "EC":
+        raise ValueError("only EC JWKs are supported")
+    required = {member: jwk[member] for member in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def init_step_ca(
+    directory: Path,
+    *,
+    address: str = "127.0.0.1:9000",
+    dns_names: list[str] | None = None,
+    template_path: Path | None = None,
+) -> StepCAFiles:
+    """Create root, intermediate, provisioner and ``config/ca.json`` under ``directory``.
+
+    Idempotent: when ``config/ca.json`` already exists nothing is touched and
+    the existing files (and the address recorded in ca.json) are returned.
+    ``template_path`` replaces the bundled ``federation.tpl``.
+    """
+    directory = directory.resolve()
+    files = _layout(directory, address)
+    if files.ca_json.exists():
+        existing = json.loads(files.ca_json.read_text(encoding="utf-8"))
+        return _layout(directory, str(existing["address"]))
+
+    for sub, mode in (
+        ("certs", 0o755),
+        ("secrets", 0o700),
+        ("config", 0o755),
+        ("db", 0o700),
+        ("templates", 0o755),
+    ):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+        (directory / sub).chmod(mode)
+
+    password = secrets.token_urlsafe(32).encode("ascii")
+    _write_private(files.password_file, password)
+
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    intermediate_key = ec.generate_private_key(ec.SECP256R1())
+    root_cert = _root_certificate(root_key)
+    intermediate_cert = _intermediate_certificate(intermediate_key, root_key, root_cert)
+
+    _write_private(directory / "secrets" / "root_ca_key", _encrypted_pem(root_key, password))
+    _write_private(
+        directory / "secrets" / "intermediate_ca_key", _encrypted_pem(intermediate_key, password)
+    )
+    _write_public(files.root_cert, root_cert.public_bytes(serialization.Encoding.PEM))
+    _write_public(
+        files.intermediate_cert, intermediate_cert.public_bytes(serialization.Encoding.PEM)
+    )
+
+    public_jwk, private_jwk = _provisioner_jwk()
+    _write_private(files.provisioner_key_json, json.dumps(private_jwk, indent=2).encode("utf-8"))
+
+    source = template_path or Path(
+        str(resources.files("federation.ca").joinpath("templates", "federation.tpl"))
+    )
+    shutil.copyfile(source, files.template)
+
+    config = _ca_config(
+        directory=directory,
+        files=files,
+        address=address,
+        dns_names=list(dns_names) if dns_names is not None else list(DEFAULT_DNS_NAMES),
+        public_jwk=public_jwk,
+    )
+    # Written last: its presence is what marks the directory as complete.
+    _write_private(files.ca_json, json.dumps(config, indent=2).encode("utf-8"))
+    return files
+
+
+def _layout(directory: Path, address: str) -> StepCAFiles:
+    return StepCAFiles(
+        directory=directory,
+        ca_json=directory / "config" / "ca.json",
+        root_cert=directory / "certs" / "root_ca.crt",
+        intermediate_cert=directory / "certs" / "intermediate_ca.crt",
+        password_file=directory / "secrets" / "password",
+        provisioner_key_json=directory / "secrets" / f"{PROVISIONER_NAME}.json",
+        template=directory / "templates" / "federation.tpl",
+        url=f"https://{address}",
+    )
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Mosaic Federation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _root_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    name = _name("Mosaic Federation Root CA")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _ROOT_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _intermediate_certificate(
+    key: ec.EllipticCurvePrivateKey,
+    root_key: ec.EllipticCurvePrivateKey,
+    root_cert: x509.Certificate,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name("Mosaic Federation Intermediate CA"))
+        .issuer_name(root_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _INTERMEDIATE_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
+            critical=False,
+        )
+        .sign(root_key, hashes.SHA256())
+    )
+
+
+def _encrypted_pem(key: ec.EllipticCurvePrivateKey, password: bytes) -> bytes:
+    # cryptography emits PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC), which step's
+    # pemutil decrypts. Its low PBKDF2 count is harmless: the password is 256
+    # random bits, not something a person chose.
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+
+
+def _b64url_uint(value: int, size: int) -> str:
+    return base64.urlsafe_b64encode(value.to_bytes(size, "big")).rstrip(b"=").decode("ascii")
+
+
+def _provisioner_jwk() -> tuple[dict[str, str], dict[str, str]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    numbers = key.private_numbers()
+    public = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64url_uint(numbers.public_numbers.x, 32),
+        "y": _b64url_uint(numbers.public_numbers.y, 32),
+    }
+    public = {"use": "sig", "alg": "ES256", "kid": jwk_thumbprint(public), **public}
+    private = {**public, "d": _b64url_uint(numbers.private_value, 32)}
+    return public, private
+
+
+def _ca_config(
+    *,
+    directory: Path,
+    files: StepCAFiles,
+    address: str,
+    dns_names: list[str],
+    public_jwk: dict[str, str],
+) -> dict[str, Any]:
+    return {
+        "root": str(files.root_cert),
+        "crt": str(files.intermediate_cert),
+        "key": str(directory / "secrets" / "intermediate_ca_key"),
+        "address": address,
+        "dnsNames": dns_names,
+        "logger": {"format": "json"},
+        # Needed for one-time-token replay protection and for revocation.
+        "db": {"type": "badgerv2", "dataSource": str(directory / "db")},
+        "authority": {
+            "provisioners": [
+                {
+                    "type": "JWK",
+                    "name": PROVISIONER_NAME,
+                    "key": public_jwk,
+                    "claims": {
+                        "minTLSCertDuration": "5m",
+                        "maxTLSCertDuration": "2160h",
+                        "defaultTLSCertDuration": "720h",
+                    },
+                    "options": {"x509": {"templateFile": str(files.template)}},
+                }
+            ]
+        },
+        "tls": {
+            "cipherSuites": [
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            ],
+            "minVersion": 1.2,
+            "maxVersion": 1.3,
+            "renegotiation": False,
+        },
+    }
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    _atomic_write(path, data, 0o600)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    _atomic_write(path, data, 0o644)
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    # mkstemp creates the file 0600, so a secret is never readable by others,
+    # even for the instant before chmod.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
