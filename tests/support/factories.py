@@ -14,6 +14,10 @@ DEFAULT_SCOPE: dict[str, Any] = {
 }
 
 
+# Every token minted in this session, for the history and log scans.
+MINTED_TOKENS: list[str] = []
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -59,4 +63,5 @@ async def make_token(client: httpx.AsyncClient, grant_id: str, ttl: int = 900) -
         f"/api/admin/federation/grants/{grant_id}/tokens", json={"ttlSeconds": ttl}
     )
     assert response.status_code == 201, response.text
+    MINTED_TOKENS.append(response.json()["token"])
     return dict(response.json())
