@@ -13,9 +13,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from api.errors import install_error_handlers
-from api.logging import install_redaction
 from api.routes import audit, enrollment, grants, health, peers, users
 from api.state import Gateway
+from federation.logredact import install_redaction
 from federation.settings import Settings, load_settings
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -150,3 +151,30 @@ async def db_engine(database_url: str) -> AsyncIterator[object]:
     engine = make_engine(database_url)
     yield engine
     await engine.dispose()
+
+
+class _LogRecorder(logging.Handler):
+    """Keeps every log line of the session, for the secrets scan."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a broken record must not break the suite
+            self.lines.append(str(record.msg))
+
+
+SESSION_LOG = _LogRecorder()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger().addHandler(SESSION_LOG)
+    logging.getLogger().setLevel(logging.INFO)
+    config.addinivalue_line("markers", "last: run after every other test (suite-wide scans)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

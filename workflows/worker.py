@@ -13,6 +13,7 @@ from activities.redeem import RedeemActivities
 from federation.ca.base import CertificateAuthority
 from federation.ca.factory import ca_from_settings
 from federation.db.session import make_engine, make_sessionmaker
+from federation.logredact import install_redaction
 from federation.settings import Settings
 from workflows.redeem import RedeemEnrollment
 
@@ -42,6 +43,7 @@ def build_worker(
 
 async def run_worker(settings: Settings) -> None:
     """Connect, build and run until cancelled."""
+    install_redaction()
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     engine = make_engine(settings.effective_database_url)
     ca = ca_from_settings(settings)

@@ -87,3 +87,18 @@ def api(host: str, port: int) -> None:
     from federation.settings import load_settings
 
     asyncio.run(run_gateway(load_settings(), host=host, port=port, with_worker=False))
+
+
+@gateway.command("worker")
+def worker() -> None:
+    """The Temporal worker alone: runs the enrollment workflows and their activities."""
+    import logging
+
+    from federation.settings import load_settings
+    from workflows.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(run_worker(load_settings()))
+    except KeyboardInterrupt:
+        pass

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from api.cli.admin import federation, user
+from api.cli.ca import ca
 from api.cli.client import DEFAULT_API_URL, ApiClient, find_admin_token
 from api.cli.gateway import gateway
 
@@ -47,6 +48,7 @@ def _default_sqlite_url() -> str:
 cli.add_command(user)
 cli.add_command(federation)
 cli.add_command(gateway)
+cli.add_command(ca)
 
 
 def main() -> None:

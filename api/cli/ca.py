@@ -1,0 +1,36 @@
+"""``mosaic ca init``: a step-ca directory made by our own code (no ``step`` CLI needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def ca() -> None:
+    """Certificate authority set-up."""
+
+
+@ca.command("init")
+@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--address", default="127.0.0.1:9000", show_default=True, help="where step-ca listens"
+)
+@click.option("--dns-name", "dns_names", multiple=True, help="names in the CA's TLS certificate")
+def init(directory: Path, address: str, dns_names: tuple[str, ...]) -> None:
+    """Create root, intermediate, the mosaic-fed JWK provisioner and federation.tpl.
+
+    Idempotent: an existing CA in DIR is kept as it is.
+    """
+    from federation.ca.stepca_init import init_step_ca
+
+    existed = (directory / "config" / "ca.json").exists()
+    files = init_step_ca(directory, address=address, dns_names=list(dns_names) or None)
+    click.echo(f"{'kept existing' if existed else 'created'} step-ca in {files.directory}")
+    click.echo(f"  start it:  step-ca {files.ca_json} --password-file {files.password_file}")
+    click.echo("  then configure the gateway with:")
+    click.echo("    MOSAIC_CA=step-ca")
+    click.echo(f"    STEP_CA_URL={files.url}")
+    click.echo(f'    STEP_CA_PROVISIONER_KEY_JSON="$(cat {files.provisioner_key_json})"')
+    click.echo(f"    STEP_CA_ROOT_CERT_PATH={files.root_cert}")
