@@ -54,9 +54,20 @@ class PeerCreate(_Input):
 PeerState = Literal["pending", "active", "failed", "revoked"]
 
 
+class PeerWorkflow(_Wire):
+    id: str
+    step: str
+    remote_host: str | None = None
+    common_name: str | None = None
+    grant_id: str | None = None
+    subject_user_id: str | None = None
+    token_expires_at: str | None = None
+    failure: str | None = None
+
+
 class PeerOut(_Wire):
     id: uuid.UUID
-    common_name: str
+    common_name: str | None
     display_name: str
     endpoint_url: str | None
     state: PeerState
@@ -64,12 +75,42 @@ class PeerOut(_Wire):
     cert_not_after: datetime | None
     cert_fingerprint: str | None
     failure_reason: str | None
+    remote_grant_id: str | None
+    remote_subject_user_id: str | None
     created_at: datetime
     updated_at: datetime
+    # While a peer-add runs: its workflow and what it is doing.
+    workflow: PeerWorkflow | None = None
 
     @classmethod
     def of(cls, peer: Peer) -> PeerOut:
         return cls.model_validate(peer)
+
+
+class PeerEnroll(_Input):
+    enrollment_url: str = Field(min_length=1, max_length=2048)
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class PeerEnrollOut(_Wire):
+    peer_id: uuid.UUID
+    workflow_id: str
+
+
+class PeerKeypair(_Input):
+    common_name: str = Field(min_length=1, max_length=64, pattern=_CN_PATTERN)
+    display_name: str = Field(min_length=1, max_length=200)
+    endpoint_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+
+
+class PeerKeypairOut(_Wire):
+    peer_id: uuid.UUID
+    csr_pem: str
+
+
+class PeerCert(_Input):
+    cert_pem: str = Field(min_length=1, max_length=65536)
+    cert_chain_pem: str | None = Field(default=None, max_length=65536)
 
 
 GrantStatus = Literal["pending", "active", "revoked", "expired"]

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from federation.db.session import make_engine, make_sessionmaker
+from federation.sealing import Sealer
 from federation.settings import Settings
 
 
@@ -17,13 +18,19 @@ class Gateway:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    sealer: Sealer
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gateway:
         engine = make_engine(settings.effective_database_url)
-        return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine))
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            sealer=Sealer(settings.better_auth_secret.get_secret_value()),
+        )
 
     async def temporal(self) -> Client:
         """Connect on first use, so admin CRUD keeps working while Temporal is down."""

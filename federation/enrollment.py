@@ -73,6 +73,8 @@ async def describe_token(session: AsyncSession, token_hash: str) -> TokenView:
     """Preflight: what the token is for, without consuming it (404/410 like redeem)."""
     row, grant, peer = await _load(session, token_hash)
     _check_token_usable(row, utcnow())
+    if not peer.common_name:
+        raise PeerMismatch("peer has no registered common name")
     return TokenView(grant.id, peer.id, grant.subject_user_id, peer.common_name, row.expires_at)
 
 
@@ -80,6 +82,8 @@ async def validate_redeem(session: AsyncSession, token_hash: str, csr_pem: str) 
     """Every check that needs no side effect, run before the token is claimed."""
     row, grant, peer = await _load(session, token_hash)
     _check_token_usable(row, utcnow())
+    if not peer.common_name:  # only a requesting-side row lacks one; never redeemable
+        raise PeerMismatch("peer has no registered common name")
     csr = check_csr(csr_pem, expected_common_name=peer.common_name)
     if row.peer_id != grant.peer_id:  # MED-3: the token is bound to the grant's peer
         raise PeerMismatch("token is not bound to this grant's peer")

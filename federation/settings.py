@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -33,6 +32,12 @@ class Settings(BaseSettings):
     mosaic_enroll_wait_seconds: float = Field(default=15.0, gt=0, le=120)
     # How long the CA step keeps retrying before the saga compensates.
     mosaic_ca_retry_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Requesting side (peer add): plain http only to loopback, and only when allowed (dev).
+    mosaic_enroll_allow_http_loopback: bool = False
+    # Optional CA bundle that pins the remote gateway's TLS (default: system trust store).
+    mosaic_enroll_ca_bundle: str = ""
+    # How long peer add keeps retrying the submit (remote down, 503) before it fails.
+    mosaic_enroll_submit_seconds: float = Field(default=300.0, gt=0, le=86400)
 
     @field_validator("mosaic_admin_token", "better_auth_secret")
     @classmethod
@@ -60,7 +65,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"MOSAIC_CA=step-ca needs {', '.join(missing)}")
         return self
 
-    @cached_property
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url

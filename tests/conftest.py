@@ -21,7 +21,7 @@ from federation.settings import Settings
 from tests.support.services import create_pg_database, drop_pg_database
 from tests.support.stepca import StepCAServer
 from workflows.redeem import GRANT_ID, OUTCOME, PEER_ID
-from workflows.worker import build_worker
+from workflows.worker import build_worker, remote_settings, sealer_from_settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 SEALING_SECRET = "test-sealing-secret-0123456789abcdef"
@@ -126,6 +126,8 @@ async def worker(
         task_queue=settings.mosaic_task_queue,
         sessions=make_sessionmaker(engine),
         ca=ca,
+        sealer=sealer_from_settings(settings),
+        remote=remote_settings(settings),
         workflow_failure_exception_types=[Exception],
     )
     async with running:

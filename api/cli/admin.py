@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -148,3 +150,79 @@ def audit(api: ApiClient, grant_id: str | None, peer_id: str | None, outcome: st
     params = {k: v for k, v in (("grant", grant_id), ("peer", peer_id), ("outcome", outcome)) if v}
     columns = ["createdAt", "actor", "verb", "outcome", "statusCode", "grantId", "reason"]
     api.show(api.call("GET", "/api/admin/federation/audit", params=params), columns)
+
+
+@peer.command("add")
+@click.argument("enrollment_url")
+@click.option("--display-name", default=None, help="how this gateway names the remote")
+@click.option("--no-wait", is_flag=True, help="return once the workflow has started")
+@click.option("--timeout", default=600, show_default=True, help="seconds to wait for the end")
+@pass_api
+def peer_add(
+    api: ApiClient, enrollment_url: str, display_name: str | None, no_wait: bool, timeout: int
+) -> None:
+    """Enroll this gateway with a remote one, from the enrollment URL its admin handed you.
+
+    Generates a P-256 key here (sealed at rest), submits a CSR, verifies the
+    certificate's grant and user OIDs, and stores an active peer.
+    """
+    started = api.call(
+        "POST",
+        "/api/admin/federation/peers/enroll",
+        json={"enrollmentUrl": enrollment_url, "displayName": display_name},
+    )
+    peer_id, workflow_id = started["peerId"], started["workflowId"]
+    if no_wait:
+        api.show(started, [])
+        return
+    click.echo(f"peer {peer_id}: workflow {workflow_id} started")
+    final = follow_peer_add(api, peer_id, timeout)
+    if final["state"] != "active":
+        raise click.ClickException(
+            f"peer add failed: {final.get('failureReason') or final['state']}"
+        )
+    if api.as_json:
+        api.show(final, [])
+        return
+    click.echo("enrolled:")
+    for label, key in (
+        ("peer id", "id"),
+        ("common name", "commonName"),
+        ("serial", "certSerial"),
+        ("not after", "certNotAfter"),
+        ("SHA-256", "certFingerprint"),
+        ("grant", "remoteGrantId"),
+        ("user", "remoteSubjectUserId"),
+    ):
+        click.echo(f"  {label:<12} {final.get(key)}")
+
+
+def follow_peer_add(api: ApiClient, peer_id: str, timeout: int) -> dict[str, Any]:
+    """Poll the peer, printing what it is about to do and each new step, until it settles."""
+    announced = False
+    last_step = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        peer: dict[str, Any] = api.call(
+            "GET", f"/api/admin/federation/peers/{peer_id}", params={"workflow": "true"}
+        )
+        flow = peer.get("workflow") or {}
+        if flow.get("commonName") and not announced and not api.as_json:
+            click.echo(
+                f"enrolling with {flow['remoteHost']} as CN {flow['commonName']}\n"
+                f"  for grant {flow['grantId']} (user {flow['subjectUserId']}),"
+                f" token expires {flow['tokenExpiresAt']}"
+            )
+            announced = True
+        step = flow.get("step")
+        if step and step != last_step and not api.as_json:
+            click.echo(f"  … {step}")
+            last_step = step
+        if peer["state"] != "pending":
+            if flow.get("failure") and not api.as_json:
+                click.echo(f"  ✗ {flow['failure']}")
+            return peer
+        time.sleep(0.3)
+    raise click.ClickException(
+        f"still pending after {timeout}s; see `mosaic federation peer show {peer_id}`"
+    )

@@ -11,6 +11,7 @@ from api.cli.admin import federation, user
 from api.cli.ca import ca
 from api.cli.client import DEFAULT_API_URL, ApiClient, find_admin_token
 from api.cli.gateway import gateway
+from api.cli.keys import keys
 
 
 @click.group()
@@ -46,6 +47,7 @@ def _default_sqlite_url() -> str:
 
 
 cli.add_command(user)
+federation.add_command(keys)
 cli.add_command(federation)
 cli.add_command(gateway)
 cli.add_command(ca)

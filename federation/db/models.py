@@ -74,10 +74,12 @@ class Peer(Base):
     __table_args__ = (
         CheckConstraint(_check_in("state", PEER_STATES), name="ck_federation_peers_state"),
         Index("ix_federation_peers_state", "state"),
+        Index("ix_federation_peers_state_not_after", "state", "cert_not_after"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    common_name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Null only on the requesting side until the remote's preflight names it.
+    common_name: Mapped[str | None] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
     endpoint_url: Mapped[str | None] = mapped_column(String(2048))
     state: Mapped[str] = mapped_column(String(16), default="pending")
@@ -90,6 +92,9 @@ class Peer(Base):
     # Sealed enrollment URL (it contains the token) while a peer-add runs.
     enrollment_url_sealed: Mapped[str | None] = mapped_column(Text)
     failure_reason: Mapped[str | None] = mapped_column(String(500))
+    # Requesting side only: what the remote's certificate says we act for.
+    remote_grant_id: Mapped[str | None] = mapped_column(String(36))
+    remote_subject_user_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

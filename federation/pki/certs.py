@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import (
@@ -90,11 +91,12 @@ def verify_issued_certificate(
     cert_pem: str,
     chain_pem: str,
     *,
-    roots: list[x509.Certificate],
-    expected_grant_id: str,
-    expected_subject_user_id: str,
+    roots: list[x509.Certificate] | None,
+    expected_grant_id: str | None,
+    expected_subject_user_id: str | None,
     expected_public_key_der: bytes,
     at: datetime | None = None,
+    require_chain: bool = True,
 ) -> VerifiedCertificate:
     """Check an issued certificate against its grant and the trust anchor.
 
@@ -102,6 +104,12 @@ def verify_issued_certificate(
     ``chain_pem`` intermediates must chain to one of ``roots``, both Mosaic OIDs
     must equal the grant's id and subject user, and the key must be the CSR's
     key. Raises ``CertificateRejected`` with a one-line reason.
+
+    The requesting gateway does not hold the remote's root: with ``roots=None``
+    the chain must be internally consistent (each certificate signed by the
+    next, intermediates are valid CAs). With an expected id of ``None`` the OID
+    must still be present and a canonical UUID (the manual ``PATCH …/cert`` path,
+    which may also come without a chain: ``require_chain=False``).
     """
     leaf = load_certificate(cert_pem)
     intermediates = _load_chain(chain_pem)
@@ -118,12 +126,15 @@ def verify_issued_certificate(
 
     # The chain before the OIDs and key: an untrusted certificate's contents
     # mean nothing, and the audit should say "wrong CA", not "wrong grant".
-    _check_chain(leaf, intermediates, roots, now)
+    if require_chain or intermediates or roots is not None:
+        _check_chain(leaf, intermediates, roots, now)
 
     grant_id, subject_user_id = read_mosaic_oids(leaf)
-    if not _equal(grant_id, expected_grant_id):
+    if expected_grant_id is not None and not _equal(grant_id, expected_grant_id):
         raise CertificateRejected("issued certificate grant id OID does not match the grant")
-    if not _equal(subject_user_id, expected_subject_user_id):
+    if expected_subject_user_id is not None and not _equal(
+        subject_user_id, expected_subject_user_id
+    ):
         raise CertificateRejected(
             "issued certificate subject user id OID does not match the grant's subject user"
         )
@@ -230,9 +241,12 @@ def _validity(leaf: x509.Certificate) -> tuple[datetime, datetime]:
 def _check_chain(
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
-    roots: list[x509.Certificate],
+    roots: list[x509.Certificate] | None,
     at: datetime,
 ) -> None:
+    if roots is None:
+        _check_chain_consistent(leaf, intermediates, at)
+        return
     if not roots:
         raise CertificateRejected("no trusted root certificate is configured")
     verifier = (
@@ -248,6 +262,31 @@ def _check_chain(
         raise CertificateRejected(
             "issued certificate does not chain to the trusted root", cause=str(exc)
         ) from None
+
+
+def _check_chain_consistent(
+    leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
+) -> None:
+    if not intermediates:
+        raise CertificateRejected("certificate chain is missing the issuing CA")
+    child = leaf
+    for issuer in intermediates:
+        try:
+            constraints = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except (x509.ExtensionNotFound, *_EXTENSION_PARSE_ERRORS):
+            constraints = None
+        if constraints is None or not constraints.ca:
+            raise CertificateRejected("certificate chain holds a certificate that is not a CA")
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise CertificateRejected(
+                "certificate chain is not consistent", cause=str(exc)
+            ) from None
+        not_before, not_after = _validity(issuer)
+        if not not_before <= at <= not_after:
+            raise CertificateRejected("certificate chain holds an expired CA certificate")
+        child = issuer
 
 
 def _common_name(leaf: x509.Certificate) -> str:

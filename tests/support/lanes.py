@@ -16,7 +16,7 @@ from api.app import create_app
 from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueRequest
 from federation.db.session import make_engine, make_sessionmaker
 from federation.settings import Settings
-from workflows.worker import build_worker
+from workflows.worker import build_worker, remote_settings, sealer_from_settings
 
 
 @asynccontextmanager
@@ -33,6 +33,8 @@ async def lane_with_ca(
         task_queue=lane_settings.mosaic_task_queue,
         sessions=make_sessionmaker(engine),
         ca=ca,
+        sealer=sealer_from_settings(settings),
+        remote=remote_settings(settings),
         workflow_failure_exception_types=[Exception],
     )
     app = create_app(lane_settings)

@@ -1,0 +1,50 @@
+"""``mosaic federation keys reseal``: re-seal every sealed blob after rotating the secret."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+
+@click.group()
+def keys() -> None:
+    """Sealed peer keys (AES-256-GCM under BETTER_AUTH_SECRET)."""
+
+
+@keys.command("reseal")
+@click.option(
+    "--old-secret-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="file holding the previous BETTER_AUTH_SECRET",
+)
+def reseal(old_secret_file: Path) -> None:
+    """Open every sealed key and URL with the old secret, seal it with the current one.
+
+    Works on DATABASE_URL directly (stop the worker first). Safe to rerun:
+    blobs already under the current secret are left alone.
+    """
+    from federation.db.session import make_engine, make_sessionmaker
+    from federation.requester import reseal_all
+    from federation.sealing import SealedBlobError, Sealer
+    from federation.settings import load_settings
+
+    settings = load_settings()
+    old = Sealer(old_secret_file.read_text().strip())
+    new = Sealer(settings.better_auth_secret.get_secret_value())
+
+    async def run() -> int:
+        engine = make_engine(settings.effective_database_url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                return await reseal_all(session, old=old, new=new)
+        finally:
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(run())
+    except SealedBlobError as exc:
+        raise click.ClickException(f"nothing changed: {exc}") from None
+    click.echo(f"re-sealed {count} blob(s) from key {old.key_id} to key {new.key_id}")
