@@ -102,3 +102,17 @@ def worker() -> None:
         asyncio.run(run_worker(load_settings()))
     except KeyboardInterrupt:
         pass
+
+
+@gateway.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+def run(host: str, port: int) -> None:
+    """API and worker in one process, against the configured Temporal and database."""
+    from api.rungateway import run_gateway
+    from federation.settings import load_settings
+
+    try:
+        asyncio.run(run_gateway(load_settings(), host=host, port=port, with_worker=True))
+    except KeyboardInterrupt:
+        pass

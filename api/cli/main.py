@@ -10,6 +10,7 @@ import click
 from api.cli.admin import federation, user
 from api.cli.ca import ca
 from api.cli.client import DEFAULT_API_URL, ApiClient, find_admin_token
+from api.cli.demo import demo
 from api.cli.gateway import gateway
 from api.cli.keys import keys
 
@@ -51,6 +52,7 @@ federation.add_command(keys)
 cli.add_command(federation)
 cli.add_command(gateway)
 cli.add_command(ca)
+cli.add_command(demo)
 
 
 def main() -> None:
