@@ -157,6 +157,15 @@ class RedeemActivities:
         log.info("token %s claim released=%s", log_id(arg.token_hash), released)
         return released
 
+    @activity.defn(name="redeem.burn_token")
+    @domain_errors
+    async def burn_token(self, arg: ReleaseInput) -> None:
+        async with self._sessions() as session:
+            await enrollment.burn_token(
+                session, arg.token_hash, csr_fingerprint=arg.csr_fingerprint
+            )
+        log.info("token %s burnt", log_id(arg.token_hash))
+
     @activity.defn(name="redeem.issue_certificate")
     @domain_errors
     async def issue_certificate(self, arg: IssueInput) -> Issued:
@@ -232,6 +241,7 @@ class RedeemActivities:
             self.validate,
             self.claim_token,
             self.release_claim,
+            self.burn_token,
             self.issue_certificate,
             self.verify_certificate,
             self.revoke_certificate,

@@ -13,9 +13,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from api.errors import install_error_handlers
-from api.routes import audit, enrollment, grants, health, peers, users
+from api.metrics import router as metrics_router
+from api.protection import install_protection
+from api.routes import audit, enrollment, grants, health, peers, reconcile, runs, users
 from api.state import Gateway
 from federation.logredact import install_redaction
+from federation.logsetup import request_id_var
 from federation.settings import Settings, load_settings
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
@@ -46,13 +49,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         presented = request.headers.get("x-request-id", "")
         rid = presented if _REQUEST_ID.fullmatch(presented) else uuid.uuid4().hex
         request.state.request_id = rid
+        request_id_var.set(rid)
         response = await call_next(request)
         response.headers["X-Request-ID"] = rid
         return response
 
+    install_protection(app, gateway.settings)
     install_error_handlers(app)
-    for module in (health, users, peers, grants, audit, enrollment):
+    for module in (health, users, peers, grants, audit, reconcile, runs, enrollment):
         app.include_router(module.router)
+    app.include_router(metrics_router)
     return app
 
 

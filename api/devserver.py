@@ -12,7 +12,10 @@ import sysconfig
 import time
 from pathlib import Path
 
-SEARCH_ATTRIBUTES = ("GrantId=Keyword", "PeerId=Keyword", "EnrollmentOutcome=Keyword")
+from workflows.setup import SEARCH_ATTRIBUTES as search_attribute_names
+
+# The dev server takes them as start flags; other servers get them from `mosaic temporal setup`.
+SEARCH_ATTRIBUTES = tuple(f"{name}=Keyword" for name in search_attribute_names)
 
 
 def temporal_cli_path() -> Path:

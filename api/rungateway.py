@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import uvicorn
 
 from api.app import create_app
+from federation.logsetup import configure_logging
 from federation.settings import Settings
 
 
 async def run_gateway(settings: Settings, *, host: str, port: int, with_worker: bool) -> None:
     """Serve the API until interrupted; with ``with_worker`` also run the Temporal worker."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.mosaic_log_format)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=None)
+    server = uvicorn.Server(config)
     tasks = [asyncio.create_task(server.serve(), name="api")]
     if with_worker:
         from workflows.worker import run_worker

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 from pydantic.alias_generators import to_camel
 
 from federation.db.models import Grant, Peer, User
@@ -26,8 +26,28 @@ class Problem(BaseModel):
     detail: str
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route's error statuses: every one is a ``Problem`` body.
+
+    Also replaces FastAPI's default 422 schema (a list of errors), which our
+    handler never sends.
+    """
+    return {status: {"model": Problem} for status in statuses}
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail at insert (500).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Free text that is stored: names, URLs, PEMs, reasons.
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
 class UserCreate(_Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     email: EmailStr
 
 
@@ -47,8 +67,8 @@ _CN_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.\-]{0,62}[A-Za-z0-9])?$"
 
 class PeerCreate(_Input):
     common_name: str = Field(min_length=1, max_length=64, pattern=_CN_PATTERN)
-    display_name: str = Field(min_length=1, max_length=200)
-    endpoint_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+    display_name: Text = Field(min_length=1, max_length=200)
+    endpoint_url: Text | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
 
 
 PeerState = Literal["pending", "active", "failed", "revoked"]
@@ -88,8 +108,8 @@ class PeerOut(_Wire):
 
 
 class PeerEnroll(_Input):
-    enrollment_url: str = Field(min_length=1, max_length=2048)
-    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    enrollment_url: Text = Field(min_length=1, max_length=2048)
+    display_name: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
 class PeerEnrollOut(_Wire):
@@ -99,8 +119,8 @@ class PeerEnrollOut(_Wire):
 
 class PeerKeypair(_Input):
     common_name: str = Field(min_length=1, max_length=64, pattern=_CN_PATTERN)
-    display_name: str = Field(min_length=1, max_length=200)
-    endpoint_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
+    display_name: Text = Field(min_length=1, max_length=200)
+    endpoint_url: Text | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
 
 
 class PeerKeypairOut(_Wire):
@@ -109,8 +129,8 @@ class PeerKeypairOut(_Wire):
 
 
 class PeerCert(_Input):
-    cert_pem: str = Field(min_length=1, max_length=65536)
-    cert_chain_pem: str | None = Field(default=None, max_length=65536)
+    cert_pem: Text = Field(min_length=1, max_length=65536)
+    cert_chain_pem: Text | None = Field(default=None, max_length=65536)
 
 
 GrantStatus = Literal["pending", "active", "revoked", "expired"]
@@ -124,7 +144,7 @@ class GrantCreate(_Input):
 
 
 class GrantRevoke(_Input):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Text | None = Field(default=None, max_length=500)
 
 
 class GrantOut(_Wire):
@@ -134,6 +154,7 @@ class GrantOut(_Wire):
     scope: dict[str, Any]
     status: GrantStatus
     cert_serial: str | None
+    cert_not_after: datetime | None
     activated_at: datetime | None
     revoked_at: datetime | None
     reason: str | None
@@ -171,3 +192,23 @@ class AuditOut(_Wire):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class ReconcileOut(_Wire):
+    schedule_id: str
+    workflow_id: str | None
+    claims_released: int = 0
+    stranded_grants_expired: int = 0
+    stale_pending_grants_expired: int = 0
+    orphaned_peers_failed: int = 0
+    lapsed_grants_expired: int = 0
+
+
+class RunOut(_Wire):
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    status: str
+    start_time: datetime
+    close_time: datetime | None
+    url: str

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from federation.ca.base import CertificateAuthority
+from federation.ca.factory import ca_from_settings
 from federation.db.session import make_engine, make_sessionmaker
 from federation.sealing import Sealer
 from federation.settings import Settings
@@ -20,6 +22,7 @@ class Gateway:
     sessions: async_sessionmaker[AsyncSession]
     sealer: Sealer
     _temporal: Client | None = None
+    _ca: CertificateAuthority | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
@@ -40,6 +43,12 @@ class Gateway:
                     self.settings.temporal_address, namespace=self.settings.temporal_namespace
                 )
             return self._temporal
+
+    def ca(self) -> CertificateAuthority:
+        """The CA provider, for readiness checks (the worker does the signing)."""
+        if self._ca is None:
+            self._ca = ca_from_settings(self.settings)
+        return self._ca
 
     async def close(self) -> None:
         await self.engine.dispose()

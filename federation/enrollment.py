@@ -142,6 +142,20 @@ async def release_claim(session: AsyncSession, token_hash: str, *, csr_fingerpri
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+async def burn_token(session: AsyncSession, token_hash: str, *, csr_fingerprint: str) -> None:
+    """Keep our claim for good (the policy burns the token): reconcile must not release it."""
+    await session.execute(
+        update(EnrollmentToken)
+        .where(
+            EnrollmentToken.token_hash == token_hash,
+            EnrollmentToken.csr_fingerprint == csr_fingerprint,
+            EnrollmentToken.burnt_at.is_(None),
+        )
+        .values(burnt_at=utcnow())
+    )
+    await session.commit()
+
+
 @dataclass(frozen=True)
 class Activation:
     request_id: str
@@ -165,7 +179,13 @@ async def activate(session: AsyncSession, a: Activation) -> None:
         granted = await session.execute(
             update(Grant)
             .where(Grant.id == a.grant_id, Grant.status == "pending")
-            .values(status="active", activated_at=now, cert_serial=a.cert_serial, updated_at=now)
+            .values(
+                status="active",
+                activated_at=now,
+                cert_serial=a.cert_serial,
+                cert_not_after=a.cert_not_after,
+                updated_at=now,
+            )
         )
         if granted.rowcount != 1:  # type: ignore[attr-defined]
             current = await session.scalar(

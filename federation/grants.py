@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audit import audit_entry
@@ -79,41 +79,6 @@ async def get_grant(session: AsyncSession, grant_id: uuid.UUID) -> Grant:
     grant = await session.get(Grant, grant_id)
     if grant is None:
         raise NotFound("grant not found")
-    return grant
-
-
-async def mark_grant_revoked(
-    session: AsyncSession, grant_id: uuid.UUID, *, reason: str | None, actor: str, request_id: str
-) -> Grant:
-    """Revoke a grant in the database (guarded: a revoked grant stays revoked)."""
-    grant = await get_grant(session, grant_id)
-    if grant.status == "revoked":
-        raise Conflict("grant is already revoked")
-    now = utcnow()
-    result = await session.execute(
-        update(Grant)
-        .where(Grant.id == grant_id, Grant.status != "revoked")
-        .values(status="revoked", revoked_at=now, reason=reason, updated_at=now)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        await session.rollback()
-        raise Conflict("grant is already revoked")
-    session.add(
-        audit_entry(
-            request_id=request_id,
-            actor=actor,
-            verb="grant.revoke",
-            resource="federation_grant",
-            outcome="allowed",
-            status_code=200,
-            reason=reason,
-            grant_id=grant_id,
-            peer_id=grant.peer_id,
-            cert_serial=grant.cert_serial,
-        )
-    )
-    await session.commit()
-    await session.refresh(grant)
     return grant
 
 

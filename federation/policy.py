@@ -6,14 +6,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-TokenFate = Literal["unchanged", "release", "burn", "keep"]
+ClaimFate = Literal["unchanged", "release", "burn"]
 
 
 @dataclass(frozen=True)
 class FailureRule:
-    token: TokenFate
+    claim: ClaimFate
     revoke_certificate: bool
     http_status: int
+
+    @property
+    def releases_token(self) -> bool:
+        return self.claim == "release"
+
+    @property
+    def burns_token(self) -> bool:
+        return self.claim == "burn"
 
 
 REDEEM_FAILURE_POLICY: dict[str, FailureRule] = {

@@ -328,7 +328,13 @@ async def store_certificate(
 
 
 async def mark_failed(
-    session: AsyncSession, peer_id: uuid.UUID, *, reason: str, status_code: int, request_id: str
+    session: AsyncSession,
+    peer_id: uuid.UUID,
+    *,
+    reason: str,
+    status_code: int,
+    request_id: str,
+    actor: str = "peer-add",
 ) -> bool:
     """Peer ``pending`` → ``failed``: key and enrollment URL wiped, reason kept, audited."""
     result = await session.execute(
@@ -347,7 +353,7 @@ async def mark_failed(
         session.add(
             audit_entry(
                 request_id=request_id,
-                actor="peer-add",
+                actor=actor,
                 verb="peer.enroll",
                 resource="federation_peer",
                 outcome="denied",

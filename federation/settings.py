@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     mosaic_enroll_ca_bundle: str = ""
     # How long peer add keeps retrying the submit (remote down, 503) before it fails.
     mosaic_enroll_submit_seconds: float = Field(default=300.0, gt=0, le=86400)
+    # Per client address, on /api/federation/enrollment/* only (token bucket, in memory).
+    mosaic_enroll_rate_per_minute: int = Field(default=60, ge=1)
+    mosaic_enroll_burst: int = Field(default=20, ge=1)
+    # Any request body above this is refused with 413 (Content-Length or streamed).
+    mosaic_max_body_bytes: int = Field(default=65536, ge=1024)
+    # Logs: "text" for people, "json" (one object per line, with request ids) for machines.
+    mosaic_log_format: Literal["text", "json"] = "text"
+    # Where the worker serves the Temporal SDK's Prometheus metrics ("" = off), e.g. 0.0.0.0:9464.
+    mosaic_worker_metrics_address: str = ""
+    # The reconcile schedule: how often it runs, and what it considers abandoned.
+    mosaic_reconcile_seconds: float = Field(default=60.0, ge=1, le=86400)
+    mosaic_grant_max_age_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    mosaic_peer_add_grace_seconds: float = Field(default=120.0, ge=0)
 
     @field_validator("mosaic_admin_token", "better_auth_secret")
     @classmethod

@@ -53,6 +53,9 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "mosaic_admin_token": ADMIN_TOKEN,
         "better_auth_secret": SEALING_SECRET,
         "mosaic_public_url": "https://gateway-b.example",
+        # Every test client shares one address; the limiter has its own tests with tight limits.
+        "mosaic_enroll_rate_per_minute": 100_000,
+        "mosaic_enroll_burst": 10_000,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -77,10 +77,6 @@ class PeerAddStatus:
     failure: str | None = None
 
 
-def workflow_id_for(peer_id: str) -> str:
-    return f"peer-add-{peer_id}"
-
-
 @workflow.defn(name="PeerAdd")
 class PeerAdd:
     def __init__(self) -> None:

@@ -74,11 +74,6 @@ class RedeemResult:
     csr_fingerprint: str
 
 
-def workflow_id_for(token_hash: str) -> str:
-    """Readable and stable: a retried POST with the same token finds the same run."""
-    return f"enroll-{token_hash[:16]}"
-
-
 @workflow.defn(name="RedeemEnrollment")
 class RedeemEnrollment:
     def __init__(self) -> None:
@@ -106,7 +101,8 @@ class RedeemEnrollment:
             )
 
             self._step = "claiming token"
-            undo.append(("token", lambda: self._release(arg, v)))
+            undo.append(("release", lambda: self._settle_token(arg, v, release=True)))
+            undo.append(("burn", lambda: self._settle_token(arg, v, release=False)))
             await workflow.execute_local_activity_method(
                 RedeemActivities.claim_token,
                 ClaimInput(arg.token_hash, v.peer_id, v.csr_fingerprint),
@@ -185,7 +181,9 @@ class RedeemEnrollment:
         rule = rule_for(kind)
         self._step = f"compensating ({kind})"
         for what, compensate in reversed(undo):
-            if what == "token" and rule.token != "release":  # noqa: S105 - a step name
+            if what == "release" and not rule.releases_token:
+                continue
+            if what == "burn" and not rule.burns_token:
                 continue
             if what == "certificate" and not rule.revoke_certificate:
                 continue
@@ -206,9 +204,11 @@ class RedeemEnrollment:
         workflow.upsert_search_attributes([OUTCOME.value_set(f"denied:{kind}")])
         self._step = f"denied ({kind})"
 
-    async def _release(self, arg: RedeemInput, v: Validated) -> object:
+    async def _settle_token(self, arg: RedeemInput, v: Validated, *, release: bool) -> object:
+        """Release the claim, or mark the token burnt so reconcile leaves it alone."""
+        step = RedeemActivities.release_claim if release else RedeemActivities.burn_token
         return await workflow.execute_local_activity_method(
-            RedeemActivities.release_claim,
+            step,
             ReleaseInput(arg.token_hash, v.csr_fingerprint),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=UNTIL_DONE,

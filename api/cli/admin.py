@@ -226,3 +226,22 @@ def follow_peer_add(api: ApiClient, peer_id: str, timeout: int) -> dict[str, Any
     raise click.ClickException(
         f"still pending after {timeout}s; see `mosaic federation peer show {peer_id}`"
     )
+
+
+@federation.command("reconcile")
+@click.option("--now", "now", is_flag=True, required=True, help="trigger the schedule once")
+@pass_api
+def reconcile(api: ApiClient, now: bool) -> None:
+    """Run the reconcile schedule once and show what it repaired."""
+    api.show(api.call("POST", "/api/admin/federation/reconcile"), [])
+
+
+@federation.command("runs")
+@click.option("--grant", "grant_id", default=None)
+@click.option("--peer", "peer_id", default=None)
+@pass_api
+def runs(api: ApiClient, grant_id: str | None, peer_id: str | None) -> None:
+    """Workflow runs of a grant or peer, with links into the Temporal UI."""
+    params = {k: v for k, v in (("grant", grant_id), ("peer", peer_id)) if v}
+    columns = ["workflowId", "workflowType", "status", "startTime", "url"]
+    api.show(api.call("GET", "/api/admin/federation/runs", params=params), columns)

@@ -23,9 +23,8 @@ import httpx
 
 from api.devserver import start_dev_server, stop_process, wait_for_port
 from federation.logredact import redact_tokens
+from federation.runs import peer_add_workflow_id, redeem_workflow_id
 from federation.tokens import hash_token
-from workflows.peer_add import workflow_id_for as peer_add_workflow_id
-from workflows.redeem import workflow_id_for as redeem_workflow_id
 
 MOSAIC = str(Path(sys.executable).parent / "mosaic")
 

@@ -92,14 +92,14 @@ def api(host: str, port: int) -> None:
 @gateway.command("worker")
 def worker() -> None:
     """The Temporal worker alone: runs the enrollment workflows and their activities."""
-    import logging
-
+    from federation.logsetup import configure_logging
     from federation.settings import load_settings
     from workflows.worker import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings()
+    configure_logging(settings.mosaic_log_format)
     try:
-        asyncio.run(run_worker(load_settings()))
+        asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
 

@@ -13,6 +13,7 @@ from api.cli.client import DEFAULT_API_URL, ApiClient, find_admin_token
 from api.cli.demo import demo
 from api.cli.gateway import gateway
 from api.cli.keys import keys
+from api.cli.temporal import temporal
 
 
 @click.group()
@@ -53,6 +54,7 @@ cli.add_command(federation)
 cli.add_command(gateway)
 cli.add_command(ca)
 cli.add_command(demo)
+cli.add_command(temporal)
 
 
 def main() -> None:

@@ -7,13 +7,13 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from api.deps import AdminDep, SessionDep
-from api.schemas import AuditOut
+from api.schemas import AuditOut, problem_responses
 from federation.db.models import AuditEntry
 
 router = APIRouter(prefix="/api/admin/federation/audit", tags=["audit"])
 
 
-@router.get("", response_model=list[AuditOut])
+@router.get("", response_model=list[AuditOut], responses=problem_responses(401, 403, 422))
 async def list_audit(
     session: SessionDep,
     _: AdminDep,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import datetime
 
@@ -18,18 +19,22 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from api.deps import GatewayDep, RequestIdDep, SessionDep, TemporalDep
-from api.schemas import _Input, _Wire
+from api.metrics import record_redeem
+from api.schemas import _Input, _Wire, problem_responses
+from api.state import Gateway
 from federation import enrollment
 from federation.errors import TokenNotFound
 from federation.pki.fingerprints import fingerprint_sha256
 from federation.policy import http_status_for
+from federation.runs import redeem_workflow_id
 from federation.tokens import hash_token, is_well_formed, log_id
-from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult, workflow_id_for
+from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
 
 log = logging.getLogger("mosaic.api.enrollment")
 router = APIRouter(prefix="/api/federation/enrollment", tags=["enrollment"])
@@ -70,7 +75,11 @@ def _csr_fingerprint(pem: str) -> str | None:
     return fingerprint_sha256(csr.public_bytes(serialization.Encoding.DER))
 
 
-@router.get("/{token}", response_model=PreflightOut, responses={404: {}, 410: {}})
+@router.get(
+    "/{token}",
+    response_model=PreflightOut,
+    responses=problem_responses(404, 409, 410, 422, 429),
+)
 async def preflight(
     session: SessionDep, request_id: RequestIdDep, token: str = TokenPath
 ) -> PreflightOut:
@@ -90,7 +99,7 @@ async def preflight(
 @router.post(
     "/{token}",
     response_model=RedeemOut,
-    responses={400: {}, 404: {}, 409: {}, 410: {}, 502: {}, 503: {}},
+    responses=problem_responses(400, 404, 409, 410, 413, 422, 429, 502, 503),
 )
 async def redeem(
     body: RedeemBody,
@@ -101,6 +110,21 @@ async def redeem(
     token: str = TokenPath,
 ) -> RedeemOut | JSONResponse:
     """Redeem the token with a CSR: 200 with the certificate, or a one-line refusal."""
+    started = time.perf_counter()
+    answer = await _redeem(body, session, gateway, temporal, request_id, token)
+    status = answer.status_code if isinstance(answer, JSONResponse) else 200
+    record_redeem(status, time.perf_counter() - started)
+    return answer
+
+
+async def _redeem(
+    body: RedeemBody,
+    session: AsyncSession,
+    gateway: Gateway,
+    temporal: Client,
+    request_id: str,
+    token: str,
+) -> RedeemOut | JSONResponse:
     if not is_well_formed(token):
         await enrollment.record_denial(
             session,
@@ -112,7 +136,7 @@ async def redeem(
         return _problem(404, enrollment.TOKEN_NOT_VALID)
     token_hash = hash_token(token)
     settings = gateway.settings
-    workflow_id = workflow_id_for(token_hash)
+    workflow_id = redeem_workflow_id(token_hash)
     handle: WorkflowHandle[RedeemEnrollment, RedeemResult]
     already_redeemed = False
     try:

@@ -18,17 +18,24 @@ from api.schemas import (
     PeerOut,
     PeerState,
     PeerWorkflow,
+    problem_responses,
 )
 from api.state import Gateway
 from federation import directory, requester
 from federation.errors import CertificateRejected, InvalidInput
+from federation.runs import peer_add_workflow_id
 from federation.sealing import SealedBlobError
-from workflows.peer_add import PEER_ID, PeerAdd, PeerAddInput, PeerAddStatus, workflow_id_for
+from workflows.peer_add import PEER_ID, PeerAdd, PeerAddInput, PeerAddStatus
 
 router = APIRouter(prefix="/api/admin/federation/peers", tags=["peers"])
 
 
-@router.post("", status_code=201, response_model=PeerOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=PeerOut,
+    responses=problem_responses(400, 401, 403, 409, 413, 422),
+)
 async def create_peer(
     body: PeerCreate, session: SessionDep, actor: AdminDep, request_id: RequestIdDep
 ) -> PeerOut:
@@ -44,14 +51,14 @@ async def create_peer(
     return PeerOut.of(peer)
 
 
-@router.get("", response_model=list[PeerOut])
+@router.get("", response_model=list[PeerOut], responses=problem_responses(401, 403, 422))
 async def list_peers(
     session: SessionDep, _: AdminDep, state: PeerState | None = None
 ) -> list[PeerOut]:
     return [PeerOut.of(p) for p in await directory.list_peers(session, state=state)]
 
 
-@router.get("/{peer_id}", response_model=PeerOut)
+@router.get("/{peer_id}", response_model=PeerOut, responses=problem_responses(401, 403, 404, 422))
 async def get_peer(
     peer_id: uuid.UUID,
     session: SessionDep,
@@ -69,14 +76,19 @@ async def get_peer(
 async def _peer_add_status(gateway: Gateway, peer_id: uuid.UUID) -> PeerWorkflow | None:
     try:
         client: Client = await gateway.temporal()
-        handle = client.get_workflow_handle_for(PeerAdd.run, workflow_id_for(str(peer_id)))
+        handle = client.get_workflow_handle_for(PeerAdd.run, peer_add_workflow_id(str(peer_id)))
         status: PeerAddStatus = await handle.query(PeerAdd.status)
     except (RPCError, OSError, RuntimeError):
         return None  # no run (manual path) or Temporal unreachable: the row still answers
     return PeerWorkflow(id=handle.id, **vars(status))
 
 
-@router.post("/enroll", status_code=202, response_model=PeerEnrollOut)
+@router.post(
+    "/enroll",
+    status_code=202,
+    response_model=PeerEnrollOut,
+    responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
+)
 async def enroll(
     body: PeerEnroll,
     session: SessionDep,
@@ -105,7 +117,7 @@ async def enroll(
     handle = await temporal.start_workflow(
         PeerAdd.run,
         PeerAddInput(request_id, str(peer.id), settings.mosaic_enroll_submit_seconds),
-        id=workflow_id_for(str(peer.id)),
+        id=peer_add_workflow_id(str(peer.id)),
         task_queue=settings.mosaic_task_queue,
         search_attributes=TypedSearchAttributes([SearchAttributePair(PEER_ID, str(peer.id))]),
         memo={"requestId": request_id},
@@ -114,7 +126,12 @@ async def enroll(
     return PeerEnrollOut(peer_id=peer.id, workflow_id=handle.id)
 
 
-@router.post("/keypair", status_code=201, response_model=PeerKeypairOut)
+@router.post(
+    "/keypair",
+    status_code=201,
+    response_model=PeerKeypairOut,
+    responses=problem_responses(400, 401, 403, 409, 413, 422),
+)
 async def keypair(
     body: PeerKeypair,
     session: SessionDep,
@@ -135,7 +152,11 @@ async def keypair(
     return PeerKeypairOut(peer_id=peer.id, csr_pem=csr_pem)
 
 
-@router.patch("/{peer_id}/cert", response_model=PeerOut)
+@router.patch(
+    "/{peer_id}/cert",
+    response_model=PeerOut,
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422),
+)
 async def attach_certificate(
     peer_id: uuid.UUID,
     body: PeerCert,

@@ -3,18 +3,23 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AdminDep, SessionDep
-from api.schemas import UserCreate, UserOut
+from api.schemas import UserCreate, UserOut, problem_responses
 from federation import directory
 
 router = APIRouter(prefix="/api/admin/users", tags=["users"])
 
 
-@router.post("", status_code=201, response_model=UserOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=UserOut,
+    responses=problem_responses(400, 401, 403, 409, 413, 422),
+)
 async def create_user(body: UserCreate, session: SessionDep, actor: AdminDep) -> UserOut:
     user = await directory.create_user(session, name=body.name, email=body.email, actor=actor)
     return UserOut.of(user)
 
 
-@router.get("", response_model=list[UserOut])
+@router.get("", response_model=list[UserOut], responses=problem_responses(401, 403))
 async def list_users(session: SessionDep, _: AdminDep) -> list[UserOut]:
     return [UserOut.of(u) for u in await directory.list_users(session)]

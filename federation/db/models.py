@@ -105,6 +105,7 @@ class Grant(Base):
         CheckConstraint(_check_in("status", GRANT_STATUSES), name="ck_federation_grants_status"),
         Index("ix_federation_grants_status_created", "status", "created_at"),
         Index("ix_federation_grants_peer_status", "peer_id", "status"),
+        Index("ix_federation_grants_status_not_after", "status", "cert_not_after"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -113,6 +114,7 @@ class Grant(Base):
     scope: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     cert_serial: Mapped[str | None] = mapped_column(String(64))
+    cert_not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(String(500))
@@ -141,6 +143,8 @@ class EnrollmentToken(Base):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     csr_fingerprint: Mapped[str | None] = mapped_column(String(64))
     cert_serial: Mapped[str | None] = mapped_column(String(64))
+    # Set when the saga burns the token on purpose (DESIGN §6): not a stranded claim.
+    burnt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

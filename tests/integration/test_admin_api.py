@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.support.dbsnap import fetch_all, snapshot
 from tests.support.factories import DEFAULT_SCOPE, make_grant, make_peer, make_token, make_user
 
+# Grant revocation runs as the RevokeGrant workflow: these tests need the real worker.
+pytestmark = pytest.mark.usefixtures("worker")
+
 
 async def test_grant_create_writes_pending_row_with_scope_bundle(
     client: httpx.AsyncClient, db_engine: AsyncEngine

@@ -29,7 +29,7 @@ def _db_id(engine: AsyncEngine, value: str) -> str:
 async def _token_row(engine: AsyncEngine, grant_id: str) -> dict[str, object]:
     rows = await fetch_all(
         engine,
-        "SELECT used_at, csr_fingerprint, cert_serial FROM federation_enrollment_tokens"
+        "SELECT used_at, csr_fingerprint, cert_serial, burnt_at FROM federation_enrollment_tokens"
         " WHERE grant_id = :g",
         g=_db_id(engine, grant_id),
     )
@@ -82,7 +82,8 @@ async def test_certificate_without_oids_is_502_revoked_and_grant_stays_pending(
         assert shown["status"] == "pending" and shown["certSerial"] is None
         peer = (await client.get(f"/api/admin/federation/peers/{grant['peerId']}")).json()
         assert peer["state"] == "pending"
-        assert (await _token_row(db_engine, grant["id"]))["used_at"] is not None  # burnt
+        token_row = await _token_row(db_engine, grant["id"])
+        assert token_row["used_at"] is not None and token_row["burnt_at"] is not None
         denials = await _denials(client, grant["id"])
         assert [d["statusCode"] for d in denials] == [502]
         assert denials[0]["certSerial"] == rogue.revoked[0]
@@ -117,7 +118,8 @@ async def test_grant_revoked_between_claim_and_activation_is_409_and_cert_revoke
     assert shown["status"] == "revoked" and shown["certSerial"] is None
     peer = (await client.get(f"/api/admin/federation/peers/{grant['peerId']}")).json()
     assert peer["state"] == "pending" and peer["certSerial"] is None
-    assert (await _token_row(db_engine, grant["id"]))["used_at"] is not None  # burnt
+    token_row = await _token_row(db_engine, grant["id"])
+    assert token_row["used_at"] is not None and token_row["burnt_at"] is not None
     assert [d["statusCode"] for d in await _denials(client, grant["id"])] == [409]
 
 

@@ -1,0 +1,111 @@
+"""ReconcileEnrollments, run by a Temporal Schedule: repairs what slipped through the saga
+(a run terminated by ops, a crash outside Temporal). Returns counts per kind of repair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.reconcile import ClaimRepairs, ReconcileActivities, SweepInput
+    from federation.runs import reconcile_schedule_id
+
+SWEEP = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+
+
+@dataclass(frozen=True)
+class ReconcileInput:
+    max_pending_age_seconds: float = 7 * 24 * 3600
+    peer_grace_seconds: float = 120
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    claims_released: int
+    stranded_grants_expired: int
+    stale_pending_grants_expired: int
+    orphaned_peers_failed: int
+    lapsed_grants_expired: int
+
+
+@workflow.defn(name="ReconcileEnrollments")
+class ReconcileEnrollments:
+    @workflow.run
+    async def run(self, arg: ReconcileInput) -> ReconcileReport:
+        sweep = SweepInput(
+            request_id=workflow.info().workflow_id,
+            max_pending_age_seconds=arg.max_pending_age_seconds,
+            peer_grace_seconds=arg.peer_grace_seconds,
+        )
+        timeout = timedelta(seconds=60)
+        claims: ClaimRepairs = await workflow.execute_activity_method(
+            ReconcileActivities.claimed_tokens,
+            sweep,
+            start_to_close_timeout=timeout,
+            retry_policy=SWEEP,
+        )
+        stale: int = await workflow.execute_activity_method(
+            ReconcileActivities.stale_pending_grants,
+            sweep,
+            start_to_close_timeout=timeout,
+            retry_policy=SWEEP,
+        )
+        peers: int = await workflow.execute_activity_method(
+            ReconcileActivities.orphaned_peers,
+            sweep,
+            start_to_close_timeout=timeout,
+            retry_policy=SWEEP,
+        )
+        lapsed: int = await workflow.execute_activity_method(
+            ReconcileActivities.lapsed_grants,
+            sweep,
+            start_to_close_timeout=timeout,
+            retry_policy=SWEEP,
+        )
+        return ReconcileReport(claims.released, claims.grants_expired, stale, peers, lapsed)
+
+
+async def ensure_reconcile_schedule(
+    client: Client,
+    *,
+    task_queue: str,
+    interval: timedelta,
+    arg: ReconcileInput,
+) -> str:
+    """Create the schedule, or bring an existing one to this interval: safe on every start."""
+    schedule_id = reconcile_schedule_id(task_queue)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconcileEnrollments.run,
+            arg,
+            id=f"{schedule_id}-run",
+            task_queue=task_queue,
+            static_summary="Reconcile: repair stranded enrollments",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=interval)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+
+        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(schedule_id).update(update)
+    return schedule_id
