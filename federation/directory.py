@@ -53,6 +53,14 @@ async def create_peer(
         endpoint_url=endpoint_url,
         state="pending",
     )
+    await add_peer(session, peer, verb="peer.create", actor=actor, request_id=request_id)
+    return peer
+
+
+async def add_peer(
+    session: AsyncSession, peer: Peer, *, verb: str, actor: str, request_id: str
+) -> None:
+    """Insert a peer with its audit row; a taken common name is a 409."""
     session.add(peer)
     try:
         await session.flush()
@@ -63,7 +71,7 @@ async def create_peer(
         audit_entry(
             request_id=request_id,
             actor=actor,
-            verb="peer.create",
+            verb=verb,
             resource="federation_peer",
             outcome="allowed",
             status_code=201,
@@ -71,7 +79,6 @@ async def create_peer(
         )
     )
     await session.commit()
-    return peer
 
 
 async def list_peers(session: AsyncSession, *, state: str | None = None) -> list[Peer]:

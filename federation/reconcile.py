@@ -10,10 +10,11 @@ audit row in the same transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import Row, and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audit import audit_entry
@@ -116,31 +117,19 @@ async def expire_stale_pending_grants(
     )
     candidates = (
         await session.execute(
-            select(Grant.id, Grant.peer_id)
+            select(Grant.id, Grant.peer_id, Grant.cert_serial)
             .where(Grant.status == "pending", Grant.created_at < now - max_age, ~live_token)
             .limit(limit)
         )
     ).all()
-    count = 0
-    for grant_id, peer_id in candidates:
-        done = await session.execute(
-            update(Grant)
-            .where(Grant.id == grant_id, Grant.status == "pending")
-            .values(status="expired", reason="pending longer than the maximum age", updated_at=now)
-        )
-        if done.rowcount == 1:  # type: ignore[attr-defined]
-            _audit(
-                session,
-                request_id,
-                "reconcile.expire_grant",
-                "federation_grant",
-                grant_id,
-                peer_id,
-                "pending longer than the maximum age with no live token",
-            )
-            count += 1
-    await session.commit()
-    return count
+    return await _expire_grants(
+        session,
+        candidates,
+        status="pending",
+        reason="pending longer than the maximum age",
+        audit_reason="pending longer than the maximum age with no live token",
+        request_id=request_id,
+    )
 
 
 async def expire_lapsed_grants(
@@ -155,12 +144,32 @@ async def expire_lapsed_grants(
             .limit(limit)
         )
     ).all()
+    return await _expire_grants(
+        session,
+        candidates,
+        status="active",
+        reason="certificate expired",
+        audit_reason="certificate past notAfter",
+        request_id=request_id,
+    )
+
+
+async def _expire_grants(
+    session: AsyncSession,
+    candidates: Sequence[Row[uuid.UUID, uuid.UUID, str | None]],
+    *,
+    status: str,
+    reason: str,
+    audit_reason: str,
+    request_id: str,
+) -> int:
+    """Each candidate still in ``status`` → ``expired``, audited; returns how many."""
     count = 0
     for grant_id, peer_id, serial in candidates:
         done = await session.execute(
             update(Grant)
-            .where(Grant.id == grant_id, Grant.status == "active")
-            .values(status="expired", reason="certificate expired", updated_at=now)
+            .where(Grant.id == grant_id, Grant.status == status)
+            .values(status="expired", reason=reason, updated_at=utcnow())
         )
         if done.rowcount == 1:  # type: ignore[attr-defined]
             _audit(
@@ -170,7 +179,7 @@ async def expire_lapsed_grants(
                 "federation_grant",
                 grant_id,
                 peer_id,
-                "certificate past notAfter",
+                audit_reason,
                 cert_serial=serial,
             )
             count += 1

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audit import audit_entry
 from federation.db.models import Peer, utcnow
+from federation.directory import add_peer
 from federation.errors import Conflict, InvalidInput, NotFound
 from federation.pki.certs import VerifiedCertificate, verify_issued_certificate
 from federation.pki.fingerprints import public_key_der
@@ -106,7 +107,7 @@ async def create_enrolling_peer(
         state="pending",
         enrollment_url_sealed=sealer.seal(target.url.encode(), aad=enrollment_url_aad(peer_id)),
     )
-    await _insert_peer(session, peer, verb="peer.enroll", actor=actor, request_id=request_id)
+    await add_peer(session, peer, verb="peer.enroll", actor=actor, request_id=request_id)
     return peer
 
 
@@ -131,31 +132,8 @@ async def create_keypair_peer(
         state="pending",
         client_key_sealed=_seal_key(sealer, peer_id, key),
     )
-    await _insert_peer(session, peer, verb="peer.keypair", actor=actor, request_id=request_id)
+    await add_peer(session, peer, verb="peer.keypair", actor=actor, request_id=request_id)
     return peer, build_csr(key, common_name)
-
-
-async def _insert_peer(
-    session: AsyncSession, peer: Peer, *, verb: str, actor: str, request_id: str
-) -> None:
-    session.add(peer)
-    try:
-        await session.flush()
-    except IntegrityError:
-        await session.rollback()
-        raise Conflict("a peer with this common name already exists") from None
-    session.add(
-        audit_entry(
-            request_id=request_id,
-            actor=actor,
-            verb=verb,
-            resource="federation_peer",
-            outcome="allowed",
-            status_code=201,
-            peer_id=peer.id,
-        )
-    )
-    await session.commit()
 
 
 def _seal_key(sealer: Sealer, peer_id: uuid.UUID, key: ec.EllipticCurvePrivateKey) -> str:

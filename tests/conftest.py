@@ -20,7 +20,7 @@ from federation.db.session import make_engine, make_sessionmaker
 from federation.settings import Settings
 from tests.support.services import create_pg_database, drop_pg_database
 from tests.support.stepca import StepCAServer
-from workflows.redeem import GRANT_ID, OUTCOME, PEER_ID
+from workflows.common import GRANT_ID, OUTCOME, PEER_ID
 from workflows.worker import build_worker, remote_settings, sealer_from_settings
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+from workflows.common import GRANT_ID, OUTCOME, SHORT_STEP, UNTIL_DONE
 
 with workflow.unsafe.imports_passed_through():
     from activities.peer_add import (
@@ -28,22 +30,10 @@ with workflow.unsafe.imports_passed_through():
         VerifyReceivedInput,
     )
 
-PEER_ID = SearchAttributeKey.for_keyword("PeerId")
-GRANT_ID = SearchAttributeKey.for_keyword("GrantId")
-OUTCOME = SearchAttributeKey.for_keyword("EnrollmentOutcome")
-
 REMOTE_CALL = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=["EnrollmentRefused"],
-)
-LOCAL_STEP = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=2),
-    maximum_attempts=5,
-)
-UNTIL_DONE = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
 )
 
 
@@ -116,7 +106,7 @@ class PeerAdd:
                 PeerAddActivities.make_csr,
                 ref,
                 start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=LOCAL_STEP,
+                retry_policy=SHORT_STEP,
             )
 
             self._status.step = f"submitting the CSR to {pre.remote_host}"
@@ -139,7 +129,7 @@ class PeerAdd:
                     pre.subject_user_id,
                 ),
                 start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=LOCAL_STEP,
+                retry_policy=SHORT_STEP,
             )
 
             self._status.step = "storing the credential"

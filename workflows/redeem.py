@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+from workflows.common import GRANT_ID, OUTCOME, PEER_ID, SHORT_STEP, UNTIL_DONE
 
 with workflow.unsafe.imports_passed_through():
     from activities.redeem import (
@@ -32,20 +34,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from federation.policy import REDEEM_FAILURE_POLICY, rule_for
 
-GRANT_ID = SearchAttributeKey.for_keyword("GrantId")
-PEER_ID = SearchAttributeKey.for_keyword("PeerId")
-OUTCOME = SearchAttributeKey.for_keyword("EnrollmentOutcome")
-
-# Short database steps: retried quickly a few times, then the failure is real.
-DB_STEP = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=2),
-    maximum_attempts=5,
-)
-# Activation and compensations must land eventually: retry until the database is back.
-UNTIL_DONE = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
-)
 CA_CALL = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     maximum_interval=timedelta(seconds=5),
@@ -94,7 +82,7 @@ class RedeemEnrollment:
                 RedeemActivities.validate,
                 ValidateInput(arg.token_hash, arg.csr_pem),
                 start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DB_STEP,
+                retry_policy=SHORT_STEP,
             )
             workflow.upsert_search_attributes(
                 [GRANT_ID.value_set(v.grant_id), PEER_ID.value_set(v.peer_id)]
@@ -107,7 +95,7 @@ class RedeemEnrollment:
                 RedeemActivities.claim_token,
                 ClaimInput(arg.token_hash, v.peer_id, v.csr_fingerprint),
                 start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DB_STEP,
+                retry_policy=SHORT_STEP,
             )
 
             self._step = "issuing certificate"
@@ -132,7 +120,7 @@ class RedeemEnrollment:
                     v.public_key_der_b64,
                 ),
                 start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DB_STEP,
+                retry_policy=SHORT_STEP,
             )
 
             self._step = "activating grant"

@@ -6,20 +6,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
+
+from workflows.common import GRANT_ID, PEER_ID, UNTIL_DONE
 
 with workflow.unsafe.imports_passed_through():
     from activities.redeem import RedeemActivities, RevokeInput
     from activities.revoke import GrantRevoked, MarkGrantInput, MarkPeerInput, RevokeActivities
 
-GRANT_ID = SearchAttributeKey.for_keyword("GrantId")
-PEER_ID = SearchAttributeKey.for_keyword("PeerId")
-
-DB_STEP = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=5),
-    non_retryable_error_types=["NotFound", "Conflict"],
-)
 CA_CALL = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 
@@ -56,7 +50,7 @@ class RevokeGrant:
             RevokeActivities.mark_grant,
             MarkGrantInput(arg.request_id, arg.grant_id, arg.reason, arg.actor),
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DB_STEP,
+            retry_policy=UNTIL_DONE,
         )
         workflow.upsert_search_attributes([PEER_ID.value_set(grant.peer_id)])
         if grant.cert_serial is None:  # never enrolled: nothing was issued
@@ -76,7 +70,7 @@ class RevokeGrant:
             RevokeActivities.mark_peer,
             MarkPeerInput(arg.request_id, grant.peer_id, grant.cert_serial),
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DB_STEP,
+            retry_policy=UNTIL_DONE,
         )
         self._step = "done"
         return RevokeGrantResult(arg.grant_id, grant.cert_serial, True, peer_revoked)

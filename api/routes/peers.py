@@ -25,7 +25,8 @@ from federation import directory, requester
 from federation.errors import CertificateRejected, InvalidInput
 from federation.runs import peer_add_workflow_id
 from federation.sealing import SealedBlobError
-from workflows.peer_add import PEER_ID, PeerAdd, PeerAddInput, PeerAddStatus
+from workflows.common import PEER_ID
+from workflows.peer_add import PeerAdd, PeerAddInput, PeerAddStatus
 
 router = APIRouter(prefix="/api/admin/federation/peers", tags=["peers"])
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from federation.ca.base import IssuedCertificate, IssueRequest
+from federation.ca.hierarchy import certificate_pem, encrypted_key_pem, new_hierarchy
 from federation.errors import CARefused, CAUnavailable
 from federation.pki.certs import serial_hex
 from federation.pki.der import encode_utf8string
@@ -44,8 +45,6 @@ _REVOKED = Path("revoked.json")
 _REVOKED_LOCK = Path("revoked.json.lock")
 _CA_FILES = (_PASSWORD, _ROOT_KEY, _INTERMEDIATE_KEY, _ROOT_CERT, _INTERMEDIATE_CERT)
 
-_ROOT_VALIDITY = timedelta(days=3650)
-_INTERMEDIATE_VALIDITY = timedelta(days=1825)
 # step-ca backdates notBefore by a minute so a peer with a slow clock accepts it.
 _BACKDATE = timedelta(minutes=1)
 _SERIAL = re.compile(r"[0-9a-f]{1,40}")
@@ -240,37 +239,15 @@ def _create(directory: Path) -> None:
         folder.chmod(0o700)
 
     password = secrets.token_urlsafe(32).encode()
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    intermediate_key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-
-    root_name = _ca_name("Mosaic Federation Root CA")
-    root = _ca_builder(
-        subject=root_name,
-        issuer=root_name,
-        key=root_key,
-        signer_key=root_key,
-        not_before=now - _BACKDATE,
-        not_after=now + _ROOT_VALIDITY,
-        path_length=1,
-    ).sign(root_key, hashes.SHA256())
-    intermediate = _ca_builder(
-        subject=_ca_name("Mosaic Federation Intermediate CA"),
-        issuer=root_name,
-        key=intermediate_key,
-        signer_key=root_key,
-        not_before=now - _BACKDATE,
-        not_after=now + _INTERMEDIATE_VALIDITY,
-        path_length=0,
-    ).sign(root_key, hashes.SHA256())
+    made = new_hierarchy()
 
     # Password first: O_EXCL on it makes a concurrent creator fail instead of
     # writing a second, different CA over this one.
     _write_new(directory / _PASSWORD, password)
-    _write_new(directory / _ROOT_KEY, _encrypted_key_pem(root_key, password))
-    _write_new(directory / _INTERMEDIATE_KEY, _encrypted_key_pem(intermediate_key, password))
-    _write_new(directory / _ROOT_CERT, _pem(root).encode())
-    _write_new(directory / _INTERMEDIATE_CERT, _pem(intermediate).encode())
+    _write_new(directory / _ROOT_KEY, encrypted_key_pem(made.root_key, password))
+    _write_new(directory / _INTERMEDIATE_KEY, encrypted_key_pem(made.intermediate_key, password))
+    _write_new(directory / _ROOT_CERT, certificate_pem(made.root))
+    _write_new(directory / _INTERMEDIATE_CERT, certificate_pem(made.intermediate))
 
 
 def _load(directory: Path) -> tuple[x509.Certificate, x509.Certificate, _SigningKey]:
@@ -293,58 +270,6 @@ def _load(directory: Path) -> tuple[x509.Certificate, x509.Certificate, _Signing
     except x509.ExtensionNotFound:
         raise CAUnavailable("built-in CA intermediate has no subject key identifier") from None
     return root, intermediate, key
-
-
-def _ca_name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Mosaic"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _ca_builder(
-    *,
-    subject: x509.Name,
-    issuer: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    signer_key: ec.EllipticCurvePrivateKey,
-    not_before: datetime,
-    not_after: datetime,
-    path_length: int,
-) -> x509.CertificateBuilder:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if signer_key is not key:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
-            critical=False,
-        )
-    return builder
 
 
 def _leaf_key_usage() -> x509.KeyUsage:
@@ -409,14 +334,6 @@ def _csr_dns_names(csr: x509.CertificateSigningRequest) -> list[str]:
 
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-def _encrypted_key_pem(key: ec.EllipticCurvePrivateKey, password: bytes) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password),
-    )
 
 
 def _write_new(path: Path, data: bytes) -> None:

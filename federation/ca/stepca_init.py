@@ -8,7 +8,6 @@ are. Only ``cryptography`` is used: the Debian step-ca build has no ``step``.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
 import json
 import os
@@ -20,18 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from federation.ca.hierarchy import certificate_pem, encrypted_key_pem, new_hierarchy
 
 PROVISIONER_NAME = "mosaic-fed"
 DEFAULT_DNS_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost")
-
-_ROOT_VALIDITY = dt.timedelta(days=3650)
-_INTERMEDIATE_VALIDITY = dt.timedelta(days=1825)
-# Backdated so a CA host with a slightly slow clock still accepts its own chain.
-_BACKDATE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -90,19 +83,17 @@ def init_step_ca(
     password = secrets.token_urlsafe(32).encode("ascii")
     _write_private(files.password_file, password)
 
-    root_key = ec.generate_private_key(ec.SECP256R1())
-    intermediate_key = ec.generate_private_key(ec.SECP256R1())
-    root_cert = _root_certificate(root_key)
-    intermediate_cert = _intermediate_certificate(intermediate_key, root_key, root_cert)
+    made = new_hierarchy()
 
-    _write_private(directory / "secrets" / "root_ca_key", _encrypted_pem(root_key, password))
     _write_private(
-        directory / "secrets" / "intermediate_ca_key", _encrypted_pem(intermediate_key, password)
+        directory / "secrets" / "root_ca_key", encrypted_key_pem(made.root_key, password)
     )
-    _write_public(files.root_cert, root_cert.public_bytes(serialization.Encoding.PEM))
-    _write_public(
-        files.intermediate_cert, intermediate_cert.public_bytes(serialization.Encoding.PEM)
+    _write_private(
+        directory / "secrets" / "intermediate_ca_key",
+        encrypted_key_pem(made.intermediate_key, password),
     )
+    _write_public(files.root_cert, certificate_pem(made.root))
+    _write_public(files.intermediate_cert, certificate_pem(made.intermediate))
 
     public_jwk, private_jwk = _provisioner_jwk()
     _write_private(files.provisioner_key_json, json.dumps(private_jwk, indent=2).encode("utf-8"))
@@ -134,83 +125,6 @@ def _layout(directory: Path, address: str) -> StepCAFiles:
         provisioner_key_json=directory / "secrets" / f"{PROVISIONER_NAME}.json",
         template=directory / "templates" / "federation.tpl",
         url=f"https://{address}",
-    )
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Mosaic Federation"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _root_certificate(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    name = _name("Mosaic Federation Root CA")
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _ROOT_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _intermediate_certificate(
-    key: ec.EllipticCurvePrivateKey,
-    root_key: ec.EllipticCurvePrivateKey,
-    root_cert: x509.Certificate,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name("Mosaic Federation Intermediate CA"))
-        .issuer_name(root_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _INTERMEDIATE_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
-            critical=False,
-        )
-        .sign(root_key, hashes.SHA256())
-    )
-
-
-def _encrypted_pem(key: ec.EllipticCurvePrivateKey, password: bytes) -> bytes:
-    # cryptography emits PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC), which step's
-    # pemutil decrypts. Its low PBKDF2 count is harmless: the password is 256
-    # random bits, not something a person chose.
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password),
     )
 
 
