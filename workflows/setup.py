@@ -9,6 +9,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 SEARCH_ATTRIBUTES = ("GrantId", "PeerId", "EnrollmentOutcome")
 
@@ -20,12 +21,18 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
     )
     missing = [name for name in SEARCH_ATTRIBUTES if name not in listed.custom_attributes]
     if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=namespace,
-                search_attributes=dict.fromkeys(
-                    missing, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                ),
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace,
+                    search_attributes=dict.fromkeys(
+                        missing, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+                    ),
+                )
             )
-        )
+        except RPCError as exc:
+            # The listing lags a fresh addition: a concurrent or just-finished setup won.
+            if exc.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+            return []
     return missing
