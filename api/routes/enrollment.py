@@ -149,6 +149,11 @@ async def _redeem(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             memo={"requestId": request_id},
             static_summary=f"Redeem enrollment token {log_id(token_hash)}",
+            static_details=(
+                "A remote peer redeems a single-use enrollment token with a CSR: validate,"
+                " claim the token, have the CA sign, verify the grant and user OIDs, activate"
+                " the grant. Only the token's SHA-256 is here; search GrantId / PeerId."
+            ),
         )
     except WorkflowAlreadyStartedError:
         # A completed run exists: the token was redeemed. Same CSR → same answer.

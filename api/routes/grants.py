@@ -95,6 +95,11 @@ async def revoke_grant(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             memo={"requestId": request_id},
             static_summary=f"Revoke grant {grant_id}",
+            static_details=(
+                "Marks the grant revoked (final), revokes its client certificate at the CA"
+                " and marks the peer holding that certificate revoked. Requested by"
+                f" {actor}; the reason is in the audit log."
+            ),
         )
     except WorkflowAlreadyStartedError:
         raise Conflict("grant is already revoked") from None

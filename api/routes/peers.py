@@ -123,6 +123,12 @@ async def enroll(
         search_attributes=TypedSearchAttributes([SearchAttributePair(PEER_ID, str(peer.id))]),
         memo={"requestId": request_id},
         static_summary=f"Peer add: enroll with {target.host}",
+        static_details=(
+            f"This gateway enrolls with the remote gateway {target.host}: it asks what the"
+            " token is for, makes a P-256 key (sealed at rest) and a CSR, submits it, checks"
+            " the certificate's grant and user OIDs and stores an active peer. The"
+            " enrollment URL stays sealed in the database; it is not in this history."
+        ),
     )
     return PeerEnrollOut(peer_id=peer.id, workflow_id=handle.id)
 
