@@ -111,6 +111,8 @@ class DenialInput:
     status_code: int
     reason: str
     cert_serial: str | None = None
+    # One denial row per run, however often this step runs.
+    idempotency_key: str | None = None
 
 
 class RedeemActivities:
@@ -228,6 +230,7 @@ class RedeemActivities:
                 grant_id=grant_id,
                 peer_id=peer_id,
                 cert_serial=arg.cert_serial,
+                idempotency_key=arg.idempotency_key,
             )
         log.info(
             "enrollment denied for token %s: %s %s",

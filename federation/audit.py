@@ -22,6 +22,7 @@ def audit_entry(
     grant_id: uuid.UUID | None = None,
     peer_id: uuid.UUID | None = None,
     cert_serial: str | None = None,
+    idempotency_key: str | None = None,
 ) -> AuditEntry:
     return AuditEntry(
         request_id=request_id,
@@ -34,4 +35,5 @@ def audit_entry(
         grant_id=grant_id,
         peer_id=peer_id,
         cert_serial=cert_serial,
+        idempotency_key=idempotency_key,
     )

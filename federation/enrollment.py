@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audit import audit_entry
@@ -79,12 +80,24 @@ async def describe_token(session: AsyncSession, token_hash: str) -> TokenView:
 
 
 async def validate_redeem(session: AsyncSession, token_hash: str, csr_pem: str) -> ValidatedRedeem:
-    """Every check that needs no side effect, run before the token is claimed."""
+    """Every check that needs no side effect, run before the token is claimed.
+
+    A claim this same CSR made and never finished (a worker died between the
+    claim and the end of its workflow task, so the step runs again) is resumed,
+    not refused: the repeated claim is then a no-op. A burnt token stays dead.
+    """
     row, grant, peer = await _load(session, token_hash)
-    _check_token_usable(row, utcnow())
+    now = utcnow()
+    resuming = row.used_at is not None and row.cert_serial is None and row.burnt_at is None
+    if not resuming:
+        _check_token_usable(row, now)
+    elif row.expires_at <= now:
+        raise TokenExpired(TOKEN_GONE, cause="token expired")
     if not peer.common_name:  # only a requesting-side row lacks one; never redeemable
         raise PeerMismatch("peer has no registered common name")
     csr = check_csr(csr_pem, expected_common_name=peer.common_name)
+    if resuming and row.csr_fingerprint != csr.fingerprint:
+        raise TokenUsed(TOKEN_GONE, cause="token claimed by another CSR")
     if row.peer_id != grant.peer_id:  # MED-3: the token is bound to the grant's peer
         raise PeerMismatch("token is not bound to this grant's peer")
     if grant.status != "pending":
@@ -240,8 +253,12 @@ async def record_denial(
     peer_id: uuid.UUID | None = None,
     cert_serial: str | None = None,
     actor: str = "anonymous",
+    idempotency_key: str | None = None,
 ) -> None:
-    """Write the ``denied`` audit row of a refused enrollment (null FKs where unknown)."""
+    """Write the ``denied`` audit row of a refused enrollment (null FKs where unknown).
+
+    With an ``idempotency_key`` a repeated call (a retried step) writes nothing more.
+    """
     session.add(
         audit_entry(
             request_id=request_id,
@@ -254,9 +271,15 @@ async def record_denial(
             grant_id=grant_id,
             peer_id=peer_id,
             cert_serial=cert_serial,
+            idempotency_key=idempotency_key,
         )
     )
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        await session.rollback()  # this step already wrote its row
 
 
 async def lookup_token_ids(

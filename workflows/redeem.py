@@ -185,6 +185,7 @@ class RedeemEnrollment:
                 rule.http_status,
                 message,
                 issued.serial if issued else None,
+                idempotency_key=f"{workflow.info().run_id}:denial",
             ),
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=UNTIL_DONE,

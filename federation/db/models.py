@@ -173,3 +173,5 @@ class AuditEntry(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(String(500))
     cert_serial: Mapped[str | None] = mapped_column(String(64))
+    # Set by steps that may run twice (a worker crash after the commit): one row per key.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)

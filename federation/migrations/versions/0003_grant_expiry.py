@@ -1,4 +1,5 @@
-"""grant certificate expiry (indexed for the reconcile sweep); tokens burnt on purpose
+"""grant certificate expiry (indexed for the reconcile sweep); tokens burnt on purpose;
+audit idempotency keys
 
 Revision ID: 0003
 Revises: 0002
@@ -24,6 +25,11 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("federation_enrollment_tokens", schema=None) as batch_op:
         batch_op.add_column(sa.Column("burnt_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("federation_audit_log", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("idempotency_key", sa.String(length=100), nullable=True))
+        batch_op.create_unique_constraint(
+            "uq_federation_audit_log_idempotency_key", ["idempotency_key"]
+        )
     # Grants activated before this revision take their expiry from their peer's certificate.
     op.execute(
         "UPDATE federation_grants SET cert_not_after = ("
@@ -34,6 +40,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("federation_audit_log", schema=None) as batch_op:
+        batch_op.drop_constraint("uq_federation_audit_log_idempotency_key", type_="unique")
+        batch_op.drop_column("idempotency_key")
     with op.batch_alter_table("federation_enrollment_tokens", schema=None) as batch_op:
         batch_op.drop_column("burnt_at")
     with op.batch_alter_table("federation_grants", schema=None) as batch_op:
