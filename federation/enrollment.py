@@ -76,6 +76,8 @@ async def describe_token(session: AsyncSession, token_hash: str) -> TokenView:
     _check_token_usable(row, utcnow())
     if not peer.common_name:
         raise PeerMismatch("peer has no registered common name")
+    if grant.status != "pending":
+        raise GrantNotPending(f"grant is {grant.status}, not pending")
     return TokenView(grant.id, peer.id, grant.subject_user_id, peer.common_name, row.expires_at)
 
 

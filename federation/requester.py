@@ -358,25 +358,27 @@ async def reseal_all(session: AsyncSession, *, old: Sealer, new: Sealer) -> int:
     ).all()
     count = 0
     for peer in peers:
+        peer_id = peer.id  # read before a rollback expires the row
         try:
             count += _reseal_peer(peer, old=old, new=new)
         except SealedBlobError as exc:
             await session.rollback()
-            raise SealedBlobError(f"peer {peer.id}: {exc}") from None
+            raise SealedBlobError(f"peer {peer_id}: {exc}") from None
     await session.commit()
     return count
 
 
 def _reseal_peer(peer: Peer, *, old: Sealer, new: Sealer) -> int:
+    """Re-seal the peer's blobs; returns how many changed (already-new ones do not)."""
     count = 0
     if peer.client_key_sealed:
-        peer.client_key_sealed = reseal(
-            peer.client_key_sealed, aad=client_key_aad(peer.id), old=old, new=new
-        )
-        count += 1
+        blob = reseal(peer.client_key_sealed, aad=client_key_aad(peer.id), old=old, new=new)
+        count += blob != peer.client_key_sealed
+        peer.client_key_sealed = blob
     if peer.enrollment_url_sealed:
-        peer.enrollment_url_sealed = reseal(
+        blob = reseal(
             peer.enrollment_url_sealed, aad=enrollment_url_aad(peer.id), old=old, new=new
         )
-        count += 1
+        count += blob != peer.enrollment_url_sealed
+        peer.enrollment_url_sealed = blob
     return count

@@ -3,13 +3,21 @@ ids so a retried request finds the same run. No secret goes into a name."""
 
 from __future__ import annotations
 
+import hashlib
+
 RECONCILE_SCHEDULE_ID = "reconcile-enrollments"
 DEFAULT_TASK_QUEUE = "mosaic-federation"
 
 
 def redeem_workflow_id(token_hash: str) -> str:
-    """16 hex chars of the token's SHA-256: stable for retries, useless to an attacker."""
-    return f"enroll-{token_hash[:16]}"
+    """Stable for retries of one token, and not a prefix of its stored hash.
+
+    Workflow ids reach worker logs, which may show at most 8 characters of a
+    token hash; a separate, domain-separated hash keeps 64 bits (no collisions
+    between live tokens) without revealing any of the stored one.
+    """
+    run_key = hashlib.sha256(b"mosaic-redeem-run:" + token_hash.encode("ascii")).hexdigest()
+    return f"enroll-{run_key[:16]}"
 
 
 def peer_add_workflow_id(peer_id: str) -> str:

@@ -68,7 +68,7 @@ class DemoGateway:
         return dict(json.loads(self.mosaic("--json", *args)))
 
 
-def _gateway(name: str, root: Path, temporal_address: str) -> DemoGateway:
+def _gateway(name: str, root: Path, temporal_address: str, ui_url: str) -> DemoGateway:
     port = _free_port()
     data_dir = root / name.lower()
     data_dir.mkdir(parents=True)
@@ -82,6 +82,7 @@ def _gateway(name: str, root: Path, temporal_address: str) -> DemoGateway:
         MOSAIC_ADMIN_TOKEN=secrets.token_urlsafe(24),
         BETTER_AUTH_SECRET=secrets.token_urlsafe(32),
         TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_UI_URL=ui_url,
         MOSAIC_TASK_QUEUE=f"mosaic-demo-{name.lower()}",
         MOSAIC_PUBLIC_URL=f"http://127.0.0.1:{port}",
         MOSAIC_API_URL=f"http://127.0.0.1:{port}",
@@ -135,7 +136,8 @@ def demo(root: Path, ui_port: int, keep_running: bool) -> None:
         root / "temporal", port=temporal_port, ui_port=ui_port, log_file=root / "temporal.log"
     )
     address = f"127.0.0.1:{temporal_port}"
-    a, b = _gateway("A", root, address), _gateway("B", root, address)
+    ui_base = f"http://127.0.0.1:{ui_port}"
+    a, b = _gateway("A", root, address, ui_base), _gateway("B", root, address, ui_base)
     ui = f"http://127.0.0.1:{ui_port}/namespaces/default/workflows"
     try:
         wait_for_port("127.0.0.1", ui_port, timeout=30)
@@ -181,9 +183,8 @@ def demo(root: Path, ui_port: int, keep_running: bool) -> None:
 
         _say("On B: the admin mints a single-use enrollment token and hands the URL to A's admin")
         token = b.mosaic_json("federation", "grant", "token", grant["id"], "--ttl", "600")
-        click.echo(
-            f"  enrollment URL {token['enrollmentUrl'][:60]}… (expires {token['expiresAt']})"
-        )
+        shown = redact_tokens(token["enrollmentUrl"])
+        click.echo(f"  enrollment URL {shown} (expires {token['expiresAt']})")
 
         _say("On A: the admin runs `peer add` with that URL")
         click.echo(a.mosaic("federation", "peer", "add", token["enrollmentUrl"]).rstrip())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from pathlib import Path
 
 import click
+
+from api.cli.aio import run_async
 
 
 def _secret_file(path: Path) -> str:
@@ -70,7 +71,7 @@ def dev(port: int, data_dir: Path, temporal_port: int, ui_port: int) -> None:
         click.echo(f"Temporal UI {settings.temporal_ui_url}")
         click.echo(f"admin token in {data_dir / 'admin-token'} (the CLI finds it there)")
         click.echo("Ctrl-C stops everything.")
-        asyncio.run(run_gateway(settings, host="127.0.0.1", port=port, with_worker=True))
+        run_async(run_gateway(settings, host="127.0.0.1", port=port, with_worker=True))
     except KeyboardInterrupt:
         pass
     finally:
@@ -86,7 +87,7 @@ def api(host: str, port: int) -> None:
     from api.rungateway import run_gateway
     from federation.settings import load_settings
 
-    asyncio.run(run_gateway(load_settings(), host=host, port=port, with_worker=False))
+    run_async(run_gateway(load_settings(), host=host, port=port, with_worker=False))
 
 
 @gateway.command("worker")
@@ -99,7 +100,7 @@ def worker() -> None:
     settings = load_settings()
     configure_logging(settings.mosaic_log_format)
     try:
-        asyncio.run(run_worker(settings))
+        run_async(run_worker(settings))
     except KeyboardInterrupt:
         pass
 
@@ -113,6 +114,6 @@ def run(host: str, port: int) -> None:
     from federation.settings import load_settings
 
     try:
-        asyncio.run(run_gateway(load_settings(), host=host, port=port, with_worker=True))
+        run_async(run_gateway(load_settings(), host=host, port=port, with_worker=True))
     except KeyboardInterrupt:
         pass

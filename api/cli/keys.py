@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
+
+from api.cli.aio import run_async
 
 
 @click.group()
@@ -44,7 +45,7 @@ def reseal(old_secret_file: Path) -> None:
             await engine.dispose()
 
     try:
-        count = asyncio.run(run())
+        count = run_async(run())
     except SealedBlobError as exc:
         raise click.ClickException(f"nothing changed: {exc}") from None
     click.echo(f"re-sealed {count} blob(s) from key {old.key_id} to key {new.key_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from api.cli.demo import demo
 from api.cli.gateway import gateway
 from api.cli.keys import keys
 from api.cli.temporal import temporal
+from federation.settings import ConfigurationError
 
 
 @click.group()
@@ -58,4 +60,8 @@ cli.add_command(temporal)
 
 
 def main() -> None:
-    cli(prog_name="mosaic")
+    try:
+        cli(prog_name="mosaic")
+    except ConfigurationError as exc:  # one line naming the setting, not a traceback
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)

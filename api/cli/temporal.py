@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
+
+from api.cli.aio import run_async
 
 
 @click.group()
@@ -26,7 +26,7 @@ def setup(address: str, namespace: str) -> None:
         return await register_search_attributes(client, namespace)
 
     try:
-        added = asyncio.run(run())
+        added = run_async(run())
     except Exception as exc:  # noqa: BLE001 - connection, permission: say which, exit 1
         raise click.ClickException(f"cannot set up {address} ({namespace}): {exc}") from None
     present = ", ".join(SEARCH_ATTRIBUTES)

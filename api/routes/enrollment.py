@@ -29,7 +29,7 @@ from api.metrics import record_redeem
 from api.schemas import _Input, _Wire, problem_responses
 from api.state import Gateway
 from federation import enrollment
-from federation.errors import TokenNotFound
+from federation.errors import FederationError, TokenNotFound
 from federation.pki.fingerprints import fingerprint_sha256
 from federation.policy import http_status_for
 from federation.runs import redeem_workflow_id
@@ -85,9 +85,24 @@ async def preflight(
 ) -> PreflightOut:
     """What the token is for (CN to use, grant, user, expiry) without consuming it."""
     token_hash = hash_token(token) if is_well_formed(token) else None
-    if token_hash is None:
-        raise TokenNotFound(enrollment.TOKEN_NOT_VALID)
-    view = await enrollment.describe_token(session, token_hash)
+    try:
+        if token_hash is None:
+            raise TokenNotFound(enrollment.TOKEN_NOT_VALID, cause="malformed token")
+        view = await enrollment.describe_token(session, token_hash)
+    except FederationError as refused:
+        grant_id, peer_id = (
+            await enrollment.lookup_token_ids(session, token_hash) if token_hash else (None, None)
+        )
+        await enrollment.record_denial(
+            session,
+            request_id=request_id,
+            verb="enrollment.preflight",
+            status_code=refused.status,
+            reason=f"{refused.kind}: {refused.cause or refused.message}",
+            grant_id=grant_id,
+            peer_id=peer_id,
+        )
+        raise
     return PreflightOut(
         peer_common_name=view.peer_common_name,
         grant_id=str(view.grant_id),
@@ -135,6 +150,16 @@ async def _redeem(
         )
         return _problem(404, enrollment.TOKEN_NOT_VALID)
     token_hash = hash_token(token)
+    if await enrollment.lookup_token_ids(session, token_hash) == (None, None):
+        # Unknown: refused here, so a guessed token does not cost a workflow run.
+        await enrollment.record_denial(
+            session,
+            request_id=request_id,
+            verb="enrollment.redeem",
+            status_code=404,
+            reason="TokenNotFound: unknown token",
+        )
+        return _problem(404, enrollment.TOKEN_NOT_VALID)
     settings = gateway.settings
     workflow_id = redeem_workflow_id(token_hash)
     handle: WorkflowHandle[RedeemEnrollment, RedeemResult]

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from cryptography import x509
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
 
 from federation.pki.certs import read_mosaic_oids
 from tests.support.dbsnap import fetch_all
@@ -181,3 +182,35 @@ async def test_preflight_describes_token_without_consuming_it(client: httpx.Asyn
     assert again.status_code == 200
     unknown = await client.get(f"/api/federation/enrollment/{'0' * 64}")
     assert unknown.status_code == 404
+
+
+async def test_unknown_token_starts_no_workflow_run(
+    client: httpx.AsyncClient, temporal_env: WorkflowEnvironment
+) -> None:
+    from temporalio.service import RPCError
+
+    from federation.runs import redeem_workflow_id
+    from federation.tokens import hash_token
+
+    token = uuid.uuid4().hex * 2
+    csr_pem, _ = make_csr("whoever.example.com")
+    response = await client.post(f"/api/federation/enrollment/{token}", json={"csrPem": csr_pem})
+    assert response.status_code == 404
+    with pytest.raises(RPCError):
+        await temporal_env.client.get_workflow_handle(
+            redeem_workflow_id(hash_token(token))
+        ).describe()
+
+
+async def test_refused_preflight_is_audited_without_consuming_anything(
+    client: httpx.AsyncClient,
+) -> None:
+    grant, token = await _enrollable(client)
+    await client.patch(f"/api/admin/federation/grants/{grant['id']}/revoke", json={})
+    refused = await client.get(f"/api/federation/enrollment/{token}")
+    assert refused.status_code == 409
+    audit = await _audit(client, grant["id"])
+    assert any(
+        a["verb"] == "enrollment.preflight" and a["outcome"] == "denied" and a["statusCode"] == 409
+        for a in audit
+    )

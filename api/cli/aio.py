@@ -1,0 +1,22 @@
+"""Running a coroutine from a command."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, then a collection while the interpreter is whole.
+
+    The Temporal SDK's core can abort at interpreter exit (PyGILState_Release,
+    sdk-python#300) when its objects are finalised late; collecting here avoids it.
+    """
+    try:
+        return asyncio.run(coro)
+    finally:
+        gc.collect()
