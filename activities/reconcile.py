@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from federation import reconcile, requester
+from federation.db.models import utcnow
 from federation.runs import peer_add_workflow_id, redeem_workflow_id
 
 log = logging.getLogger("mosaic.activities.reconcile")
@@ -34,7 +34,7 @@ def _count_repairs(kind: str, count: int) -> None:
 class SweepInput:
     request_id: str
     max_pending_age_seconds: float = 7 * 24 * 3600
-    peer_grace_seconds: float = 120
+    grace_seconds: float = 120
 
 
 @dataclass(frozen=True)
@@ -48,27 +48,26 @@ class ReconcileActivities:
         self._sessions = sessions
         self._client = client
 
-    async def _is_live(self, workflow_id: str) -> bool:
-        try:
-            described = await self._client.get_workflow_handle(workflow_id).describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return described.status == WorkflowExecutionStatus.RUNNING
+    async def _running(self, workflow_type: str) -> set[str]:
+        """Ids of the running runs of a type: one visibility query, not one call per candidate."""
+        query = f"WorkflowType = '{workflow_type}' AND ExecutionStatus = 'Running'"
+        return {execution.id async for execution in self._client.list_workflows(query)}
 
     @activity.defn(name="reconcile.claimed_tokens")
     async def claimed_tokens(self, arg: SweepInput) -> ClaimRepairs:
-        released = expired = 0
+        # Candidates are older than the grace period, so visibility's lag cannot hide a run.
+        claimed_before = utcnow() - timedelta(seconds=arg.grace_seconds)
         async with self._sessions() as session:
-            for token in await reconcile.claimed_tokens_without_certificate(session):
-                if await self._is_live(redeem_workflow_id(token.token_hash)):
-                    continue
-                outcome = await reconcile.repair_claimed_token(
-                    session, token, request_id=arg.request_id
-                )
-                released += outcome == "released"
-                expired += outcome == "grant_expired"
+            candidates = await reconcile.claimed_tokens_without_certificate(
+                session, claimed_before=claimed_before
+            )
+            if not candidates:
+                return ClaimRepairs(0, 0)
+            live = await self._running("RedeemEnrollment")
+            orphans = [t for t in candidates if redeem_workflow_id(t.token_hash) not in live]
+            released, expired = await reconcile.repair_claimed_tokens(
+                session, orphans, request_id=arg.request_id
+            )
         _count_repairs("claim_released", released)
         _count_repairs("stranded_grant_expired", expired)
         return ClaimRepairs(released, expired)
@@ -88,9 +87,11 @@ class ReconcileActivities:
     async def orphaned_peers(self, arg: SweepInput) -> int:
         failed = 0
         async with self._sessions() as session:
-            older = timedelta(seconds=arg.peer_grace_seconds)
-            for peer_id in await reconcile.enrolling_peers(session, older_than=older):
-                if await self._is_live(peer_add_workflow_id(str(peer_id))):
+            older = timedelta(seconds=arg.grace_seconds)
+            candidates = await reconcile.enrolling_peers(session, older_than=older)
+            live = await self._running("PeerAdd") if candidates else set()
+            for peer_id in candidates:
+                if peer_add_workflow_id(str(peer_id)) in live:
                     continue
                 failed += await requester.mark_failed(
                     session,

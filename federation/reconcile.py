@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Row, and_, exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audit import audit_entry
@@ -32,71 +32,77 @@ class ClaimedToken:
 
 
 async def claimed_tokens_without_certificate(
-    session: AsyncSession, *, limit: int = BATCH
+    session: AsyncSession, *, claimed_before: datetime, limit: int = BATCH
 ) -> list[ClaimedToken]:
-    """Tokens a redeem claimed but never finished (served by the partial index)."""
+    """Tokens a redeem claimed before ``claimed_before`` and never finished.
+
+    Served by the partial index on claimed, certificate-less tokens. The age
+    bound keeps a run that has only just claimed out of the candidates.
+    """
     rows = await session.execute(
         select(EnrollmentToken.token_hash, EnrollmentToken.grant_id, EnrollmentToken.peer_id)
         .where(
             EnrollmentToken.used_at.is_not(None),
             EnrollmentToken.cert_serial.is_(None),
             EnrollmentToken.burnt_at.is_(None),
+            EnrollmentToken.used_at < claimed_before,
         )
         .limit(limit)
     )
     return [ClaimedToken(r.token_hash, r.grant_id, r.peer_id) for r in rows]
 
 
-async def repair_claimed_token(
-    session: AsyncSession, token: ClaimedToken, *, request_id: str
-) -> str:
-    """A claimed token whose run is gone: release it within its TTL, else expire the grant.
-
-    Returns ``"released"``, ``"grant_expired"`` or ``"none"`` (someone else repaired it).
-    """
+async def repair_claimed_tokens(
+    session: AsyncSession, tokens: Sequence[ClaimedToken], *, request_id: str
+) -> tuple[int, int]:
+    """Claimed tokens whose runs are gone: release those within their TTL, expire the
+    grants of the others. One transaction; returns (released, grants expired)."""
+    if not tokens:
+        return 0, 0
     now = utcnow()
-    released = await session.execute(
-        update(EnrollmentToken)
-        .where(
-            EnrollmentToken.token_hash == token.token_hash,
-            EnrollmentToken.used_at.is_not(None),
-            EnrollmentToken.cert_serial.is_(None),
-            EnrollmentToken.burnt_at.is_(None),
-            EnrollmentToken.expires_at > now,
+    released = (
+        await session.execute(
+            update(EnrollmentToken)
+            .where(
+                EnrollmentToken.token_hash.in_([t.token_hash for t in tokens]),
+                EnrollmentToken.used_at.is_not(None),
+                EnrollmentToken.cert_serial.is_(None),
+                EnrollmentToken.burnt_at.is_(None),
+                EnrollmentToken.expires_at > now,
+            )
+            .values(used_at=None, csr_fingerprint=None)
+            .returning(
+                EnrollmentToken.token_hash, EnrollmentToken.grant_id, EnrollmentToken.peer_id
+            )
         )
-        .values(used_at=None, csr_fingerprint=None)
-    )
-    if released.rowcount == 1:  # type: ignore[attr-defined]
+    ).all()
+    for _, grant_id, peer_id in released:
         _audit(
             session,
             request_id,
             "reconcile.release_claim",
             "federation_enrollment_token",
-            token.grant_id,
-            token.peer_id,
+            grant_id,
+            peer_id,
             "claimed token with no live redeem run released",
         )
-        await session.commit()
-        return "released"
-    expired = await session.execute(
-        update(Grant)
-        .where(Grant.id == token.grant_id, Grant.status == "pending")
-        .values(status="expired", reason="enrollment never completed", updated_at=now)
-    )
-    if expired.rowcount == 1:  # type: ignore[attr-defined]
-        _audit(
+    done = {row.token_hash for row in released}
+    lapsed = [t.grant_id for t in tokens if t.token_hash not in done]
+    expired = (
+        await _expire(
             session,
-            request_id,
-            "reconcile.expire_grant",
-            "federation_grant",
-            token.grant_id,
-            token.peer_id,
-            "token claimed past its TTL with no live redeem run",
+            lapsed,
+            status="pending",
+            reason="enrollment never completed",
+            audit_reason="token claimed past its TTL with no live redeem run",
+            request_id=request_id,
+            now=now,
         )
-        await session.commit()
-        return "grant_expired"
-    await session.rollback()
-    return "none"
+        if lapsed
+        else 0
+    )
+    await session.commit()
+    return len(released), expired
 
 
 async def expire_stale_pending_grants(
@@ -115,21 +121,22 @@ async def expire_stale_pending_grants(
             ),
         ),
     )
-    candidates = (
-        await session.execute(
-            select(Grant.id, Grant.peer_id, Grant.cert_serial)
-            .where(Grant.status == "pending", Grant.created_at < now - max_age, ~live_token)
-            .limit(limit)
-        )
-    ).all()
-    return await _expire_grants(
+    candidates = await session.scalars(
+        select(Grant.id)
+        .where(Grant.status == "pending", Grant.created_at < now - max_age, ~live_token)
+        .limit(limit)
+    )
+    count = await _expire(
         session,
-        candidates,
+        list(candidates),
         status="pending",
         reason="pending longer than the maximum age",
         audit_reason="pending longer than the maximum age with no live token",
         request_id=request_id,
+        now=now,
     )
+    await session.commit()
+    return count
 
 
 async def expire_lapsed_grants(
@@ -137,54 +144,53 @@ async def expire_lapsed_grants(
 ) -> int:
     """``active`` grants whose certificate is past notAfter → ``expired``."""
     now = utcnow()
-    candidates = (
-        await session.execute(
-            select(Grant.id, Grant.peer_id, Grant.cert_serial)
-            .where(Grant.status == "active", Grant.cert_not_after < now)
-            .limit(limit)
-        )
-    ).all()
-    return await _expire_grants(
+    candidates = await session.scalars(
+        select(Grant.id).where(Grant.status == "active", Grant.cert_not_after < now).limit(limit)
+    )
+    count = await _expire(
         session,
-        candidates,
+        list(candidates),
         status="active",
         reason="certificate expired",
         audit_reason="certificate past notAfter",
         request_id=request_id,
+        now=now,
     )
+    await session.commit()
+    return count
 
 
-async def _expire_grants(
+async def _expire(
     session: AsyncSession,
-    candidates: Sequence[Row[uuid.UUID, uuid.UUID, str | None]],
+    grant_ids: Sequence[uuid.UUID],
     *,
     status: str,
     reason: str,
     audit_reason: str,
     request_id: str,
+    now: datetime,
 ) -> int:
-    """Each candidate still in ``status`` → ``expired``, audited; returns how many."""
-    count = 0
-    for grant_id, peer_id, serial in candidates:
-        done = await session.execute(
+    """Grants still in ``status`` → ``expired`` in one statement, each audited."""
+    rows = (
+        await session.execute(
             update(Grant)
-            .where(Grant.id == grant_id, Grant.status == status)
-            .values(status="expired", reason=reason, updated_at=utcnow())
+            .where(Grant.id.in_(grant_ids), Grant.status == status)
+            .values(status="expired", reason=reason, updated_at=now)
+            .returning(Grant.id, Grant.peer_id, Grant.cert_serial)
         )
-        if done.rowcount == 1:  # type: ignore[attr-defined]
-            _audit(
-                session,
-                request_id,
-                "reconcile.expire_grant",
-                "federation_grant",
-                grant_id,
-                peer_id,
-                audit_reason,
-                cert_serial=serial,
-            )
-            count += 1
-    await session.commit()
-    return count
+    ).all()
+    for grant_id, peer_id, serial in rows:
+        _audit(
+            session,
+            request_id,
+            "reconcile.expire_grant",
+            "federation_grant",
+            grant_id,
+            peer_id,
+            audit_reason,
+            cert_serial=serial,
+        )
+    return len(rows)
 
 
 async def enrolling_peers(

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # The reconcile schedule: how often it runs, and what it considers abandoned.
     mosaic_reconcile_seconds: float = Field(default=60.0, ge=1, le=86400)
     mosaic_grant_max_age_seconds: float = Field(default=7 * 24 * 3600, gt=0)
-    mosaic_peer_add_grace_seconds: float = Field(default=120.0, ge=0)
+    mosaic_reconcile_grace_seconds: float = Field(default=120.0, ge=0)
 
     @field_validator("mosaic_admin_token", "better_auth_secret")
     @classmethod

@@ -31,7 +31,7 @@ SWEEP = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 @dataclass(frozen=True)
 class ReconcileInput:
     max_pending_age_seconds: float = 7 * 24 * 3600
-    peer_grace_seconds: float = 120
+    grace_seconds: float = 120
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ReconcileEnrollments:
         sweep = SweepInput(
             request_id=workflow.info().workflow_id,
             max_pending_age_seconds=arg.max_pending_age_seconds,
-            peer_grace_seconds=arg.peer_grace_seconds,
+            grace_seconds=arg.grace_seconds,
         )
         timeout = timedelta(seconds=60)
         claims: ClaimRepairs = await workflow.execute_activity_method(

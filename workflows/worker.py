@@ -73,7 +73,7 @@ def remote_settings(settings: Settings) -> RemoteSettings:
 def reconcile_input(settings: Settings) -> ReconcileInput:
     return ReconcileInput(
         max_pending_age_seconds=settings.mosaic_grant_max_age_seconds,
-        peer_grace_seconds=settings.mosaic_peer_add_grace_seconds,
+        grace_seconds=settings.mosaic_reconcile_grace_seconds,
     )
 
 

@@ -31,7 +31,7 @@ async def schedule(settings: Settings, temporal_env: WorkflowEnvironment) -> Asy
         temporal_env.client,
         task_queue=settings.mosaic_task_queue,
         interval=INTERVAL,
-        arg=ReconcileInput(max_pending_age_seconds=3600, peer_grace_seconds=60),
+        arg=ReconcileInput(max_pending_age_seconds=3600, grace_seconds=60),
     )
     yield schedule_id
     await temporal_env.client.get_schedule_handle(schedule_id).delete()
@@ -75,7 +75,7 @@ async def test_claimed_token_with_no_run_is_released_within_one_interval(
         db_engine,
         "UPDATE federation_enrollment_tokens SET used_at = :now, csr_fingerprint = 'ab'"
         " WHERE grant_id = :g",
-        now=_at(db_engine, datetime.now(UTC)),
+        now=_at(db_engine, datetime.now(UTC) - timedelta(minutes=5)),
         g=_id(db_engine, grant["id"]),
     )
 
@@ -195,3 +195,36 @@ async def test_reconcile_now_runs_once_and_reports_counts(
     body = response.json()
     assert body["scheduleId"] == schedule and body["workflowId"].startswith(schedule)
     assert {"claimsReleased", "orphanedPeersFailed", "lapsedGrantsExpired"} <= set(body)
+
+
+async def test_a_fresh_claim_and_a_burnt_token_are_left_alone(
+    schedule: str, client: httpx.AsyncClient, db_engine: AsyncEngine
+) -> None:
+    fresh = await make_grant(client)
+    burnt = await make_grant(client)
+    for grant in (fresh, burnt):
+        await make_token(client, grant["id"])
+    now = datetime.now(UTC)
+    await _execute(
+        db_engine,
+        "UPDATE federation_enrollment_tokens SET used_at = :t, csr_fingerprint = 'ab'"
+        " WHERE grant_id = :g",
+        t=_at(db_engine, now),
+        g=_id(db_engine, fresh["id"]),
+    )
+    await _execute(
+        db_engine,
+        "UPDATE federation_enrollment_tokens SET used_at = :t, burnt_at = :t,"
+        " csr_fingerprint = 'ab' WHERE grant_id = :g",
+        t=_at(db_engine, now - timedelta(minutes=5)),
+        g=_id(db_engine, burnt["id"]),
+    )
+    await asyncio.sleep((INTERVAL * 2).total_seconds())
+    for grant in (fresh, burnt):
+        rows = await fetch_all(
+            db_engine,
+            "SELECT used_at FROM federation_enrollment_tokens WHERE grant_id = :g",
+            g=_id(db_engine, grant["id"]),
+        )
+        assert rows[0]["used_at"] is not None
+        assert await _reconciler_rows(client, grant["id"]) == []
