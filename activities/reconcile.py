@@ -22,7 +22,7 @@ log = logging.getLogger("mosaic.activities.reconcile")
 
 def _count_repairs(kind: str, count: int) -> None:
     """``mosaic_reconcile_repairs{kind}`` on the worker's SDK metrics endpoint."""
-    if count:
+    if count and activity.in_activity():
         counter = activity.metric_meter().create_counter(
             "mosaic_reconcile_repairs", "Repairs made by the reconcile schedule"
         )

@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from federation.audit import audit_entry
-from federation.db.models import EnrollmentToken, Grant, Peer, utcnow
+from federation.db.models import AuditEntry, EnrollmentToken, Grant, Peer, utcnow
 
 ACTOR = "reconciler"
-BATCH = 500
+BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -76,16 +75,14 @@ async def repair_claimed_tokens(
             )
         )
     ).all()
-    for _, grant_id, peer_id in released:
-        _audit(
-            session,
-            request_id,
-            "reconcile.release_claim",
-            "federation_enrollment_token",
-            grant_id,
-            peer_id,
-            "claimed token with no live redeem run released",
-        )
+    await _audit(
+        session,
+        request_id,
+        "reconcile.release_claim",
+        "federation_enrollment_token",
+        [(grant_id, peer_id, None) for _, grant_id, peer_id in released],
+        "claimed token with no live redeem run released",
+    )
     done = {row.token_hash for row in released}
     lapsed = [t.grant_id for t in tokens if t.token_hash not in done]
     expired = (
@@ -179,17 +176,14 @@ async def _expire(
             .returning(Grant.id, Grant.peer_id, Grant.cert_serial)
         )
     ).all()
-    for grant_id, peer_id, serial in rows:
-        _audit(
-            session,
-            request_id,
-            "reconcile.expire_grant",
-            "federation_grant",
-            grant_id,
-            peer_id,
-            audit_reason,
-            cert_serial=serial,
-        )
+    await _audit(
+        session,
+        request_id,
+        "reconcile.expire_grant",
+        "federation_grant",
+        [(grant_id, peer_id, serial) for grant_id, peer_id, serial in rows],
+        audit_reason,
+    )
     return len(rows)
 
 
@@ -210,28 +204,34 @@ async def enrolling_peers(
     return list(rows)
 
 
-def _audit(
+async def _audit(
     session: AsyncSession,
     request_id: str,
     verb: str,
     resource: str,
-    grant_id: uuid.UUID | None,
-    peer_id: uuid.UUID | None,
+    subjects: Sequence[tuple[uuid.UUID | None, uuid.UUID | None, str | None]],
     reason: str,
-    *,
-    cert_serial: str | None = None,
 ) -> None:
-    session.add(
-        audit_entry(
-            request_id=request_id,
-            actor=ACTOR,
-            verb=verb,
-            resource=resource,
-            outcome="allowed",
-            status_code=200,
-            reason=reason,
-            grant_id=grant_id,
-            peer_id=peer_id,
-            cert_serial=cert_serial,
-        )
+    """One ``reconciler`` audit row per (grant, peer, serial), in one INSERT."""
+    if not subjects:
+        return
+    now = utcnow()
+    await session.execute(
+        insert(AuditEntry),
+        [
+            {
+                "request_id": request_id,
+                "created_at": now,
+                "actor": ACTOR,
+                "verb": verb,
+                "resource": resource,
+                "outcome": "allowed",
+                "status_code": 200,
+                "reason": reason,
+                "grant_id": grant_id,
+                "peer_id": peer_id,
+                "cert_serial": serial,
+            }
+            for grant_id, peer_id, serial in subjects
+        ],
     )
