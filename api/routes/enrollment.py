@@ -150,7 +150,11 @@ async def _redeem(
         )
         return _problem(404, enrollment.TOKEN_NOT_VALID)
     token_hash = hash_token(token)
-    if await enrollment.lookup_token_ids(session, token_hash) == (None, None):
+    known = await enrollment.lookup_token_ids(session, token_hash) != (None, None)
+    # Hand the connection back before waiting on the workflow: a burst of waiting
+    # requests must not hold the pool, nor fail on a connection dropped meanwhile.
+    await session.rollback()
+    if not known:
         # Unknown: refused here, so a guessed token does not cost a workflow run.
         await enrollment.record_denial(
             session,

@@ -84,6 +84,7 @@ async def revoke_grant(
     grant = await grants.get_grant(session, grant_id)
     if grant.status == "revoked":
         raise Conflict("grant is already revoked")
+    await session.rollback()  # no connection held while the workflow runs
     settings = gateway.settings
     try:
         handle = await temporal.start_workflow(
