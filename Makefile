@@ -33,5 +33,14 @@ test: services
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
+# Enrollment benchmark on real parts (fresh PostgreSQL database, step-ca, Temporal dev server,
+# API and worker processes) and the reconcile sweep over 100k grants; prints figures,
+# see docs/benchmarks.md. Not part of `make test`.
+bench: $(STAMP)
+	infra/postgres/ensure-running.sh
+	infra/step-ca/build.sh
+	$(BIN)/python -m bench.enroll
+	$(BIN)/python -m bench.reconcile_sweep
+
 clean:
 	rm -rf $(VENV) .mosaic infra/step-ca/.build

@@ -52,34 +52,75 @@ async def seed(dsn: str, grants: int, stranded: float) -> int:
             peer_id, grant_id = uuid.uuid4(), uuid.uuid4()
             serial = f"{i:032x}"
             is_stranded = i < n_stranded
-            peers.append((peer_id, f"peer-{i}.bench.example", f"peer {i}",
-                           "pending" if is_stranded else "active", now, now))
-            grant_rows.append((
-                grant_id, users[i % len(users)][0], peer_id, SCOPE,
-                "pending" if is_stranded else "active",
-                None if is_stranded else serial,
-                None if is_stranded else now + timedelta(days=30), now, now,
-            ))
+            peers.append(
+                (
+                    peer_id,
+                    f"peer-{i}.bench.example",
+                    f"peer {i}",
+                    "pending" if is_stranded else "active",
+                    now,
+                    now,
+                )
+            )
+            grant_rows.append(
+                (
+                    grant_id,
+                    users[i % len(users)][0],
+                    peer_id,
+                    SCOPE,
+                    "pending" if is_stranded else "active",
+                    None if is_stranded else serial,
+                    None if is_stranded else now + timedelta(days=30),
+                    now,
+                    now,
+                )
+            )
             token_hash = hashlib.sha256(f"bench-token-{i}".encode()).hexdigest()
-            tokens.append((
-                token_hash, grant_id, peer_id,
-                now + timedelta(minutes=10) if is_stranded else now - timedelta(days=1),
-                now - timedelta(minutes=5) if is_stranded else now - timedelta(days=1),
-                "ab" * 32, None if is_stranded else serial, now,
-            ))
+            tokens.append(
+                (
+                    token_hash,
+                    grant_id,
+                    peer_id,
+                    now + timedelta(minutes=10) if is_stranded else now - timedelta(days=1),
+                    now - timedelta(minutes=5) if is_stranded else now - timedelta(days=1),
+                    "ab" * 32,
+                    None if is_stranded else serial,
+                    now,
+                )
+            )
         await conn.copy_records_to_table(
-            "federation_peers", records=peers,
+            "federation_peers",
+            records=peers,
             columns=["id", "common_name", "display_name", "state", "created_at", "updated_at"],
         )
         await conn.copy_records_to_table(
-            "federation_grants", records=grant_rows,
-            columns=["id", "subject_user_id", "peer_id", "scope", "status", "cert_serial",
-                     "cert_not_after", "created_at", "updated_at"],
+            "federation_grants",
+            records=grant_rows,
+            columns=[
+                "id",
+                "subject_user_id",
+                "peer_id",
+                "scope",
+                "status",
+                "cert_serial",
+                "cert_not_after",
+                "created_at",
+                "updated_at",
+            ],
         )
         await conn.copy_records_to_table(
-            "federation_enrollment_tokens", records=tokens,
-            columns=["token_hash", "grant_id", "peer_id", "expires_at", "used_at",
-                     "csr_fingerprint", "cert_serial", "created_at"],
+            "federation_enrollment_tokens",
+            records=tokens,
+            columns=[
+                "token_hash",
+                "grant_id",
+                "peer_id",
+                "expires_at",
+                "used_at",
+                "csr_fingerprint",
+                "cert_serial",
+                "created_at",
+            ],
         )
         await conn.execute("ANALYZE")
         return n_stranded
@@ -88,22 +129,27 @@ async def seed(dsn: str, grants: int, stranded: float) -> int:
 
 
 CANDIDATE_QUERIES = {
-    "claimed tokens without certificate": select(EnrollmentToken.token_hash).where(
+    "claimed tokens without certificate": select(EnrollmentToken.token_hash)
+    .where(
         EnrollmentToken.used_at.is_not(None),
         EnrollmentToken.cert_serial.is_(None),
         EnrollmentToken.burnt_at.is_(None),
         EnrollmentToken.used_at < datetime.now(UTC) - timedelta(seconds=120),
-    ).limit(2000),
-    "stale pending grants": select(Grant.id).where(
-        Grant.status == "pending", Grant.created_at < datetime.now(UTC) - timedelta(days=7)
-    ).limit(2000),
-    "lapsed active grants": select(Grant.id).where(
-        Grant.status == "active", Grant.cert_not_after < datetime.now(UTC)
-    ).limit(2000),
-    "enrolling peers": select(Peer.id).where(
-        Peer.state == "pending", Peer.enrollment_url_sealed.is_not(None),
+    )
+    .limit(2000),
+    "stale pending grants": select(Grant.id)
+    .where(Grant.status == "pending", Grant.created_at < datetime.now(UTC) - timedelta(days=7))
+    .limit(2000),
+    "lapsed active grants": select(Grant.id)
+    .where(Grant.status == "active", Grant.cert_not_after < datetime.now(UTC))
+    .limit(2000),
+    "enrolling peers": select(Peer.id)
+    .where(
+        Peer.state == "pending",
+        Peer.enrollment_url_sealed.is_not(None),
         Peer.created_at < datetime.now(UTC) - timedelta(seconds=120),
-    ).limit(2000),
+    )
+    .limit(2000),
 }
 
 
@@ -131,8 +177,10 @@ async def main(grants: int, stranded: float) -> None:
         await upgrade_async(url)
         started = time.perf_counter()
         n = await seed(url.replace("+asyncpg", ""), grants, stranded)
-        print(f"seeded {grants} grants + tokens ({n} stranded claims) in "
-              f"{time.perf_counter() - started:.1f}s")
+        print(
+            f"seeded {grants} grants + tokens ({n} stranded claims) in "
+            f"{time.perf_counter() - started:.1f}s"
+        )
         print("query plans (candidate selection):")
         await explain(engine)
 
@@ -140,27 +188,39 @@ async def main(grants: int, stranded: float) -> None:
         sweep = SweepInput(request_id="bench", grace_seconds=120)
         t0 = time.perf_counter()
         claims, stale, peers, lapsed = await asyncio.gather(
-            acts.claimed_tokens(sweep), acts.stale_pending_grants(sweep),
-            acts.orphaned_peers(sweep), acts.lapsed_grants(sweep),
+            acts.claimed_tokens(sweep),
+            acts.stale_pending_grants(sweep),
+            acts.orphaned_peers(sweep),
+            acts.lapsed_grants(sweep),
         )
         sweep_ms = (time.perf_counter() - t0) * 1000
-        print(f"sweep in-process: {sweep_ms:.0f} ms — released {claims.released}, "
-              f"expired {claims.grants_expired + stale + lapsed}, peers failed {peers}")
+        print(
+            f"sweep in-process: {sweep_ms:.0f} ms — released {claims.released}, "
+            f"expired {claims.grants_expired + stale + lapsed}, peers failed {peers}"
+        )
 
         t0 = time.perf_counter()
         idle = await asyncio.gather(
-            acts.claimed_tokens(sweep), acts.stale_pending_grants(sweep),
-            acts.orphaned_peers(sweep), acts.lapsed_grants(sweep),
+            acts.claimed_tokens(sweep),
+            acts.stale_pending_grants(sweep),
+            acts.orphaned_peers(sweep),
+            acts.lapsed_grants(sweep),
         )
         print(f"sweep with nothing to repair: {(time.perf_counter() - t0) * 1000:.0f} ms {idle}")
 
         await seed_more_stranded(url.replace("+asyncpg", ""), n)
-        async with Worker(env.client, task_queue="bench-reconcile",
-                          workflows=[ReconcileEnrollments], activities=acts.all()):
+        async with Worker(
+            env.client,
+            task_queue="bench-reconcile",
+            workflows=[ReconcileEnrollments],
+            activities=acts.all(),
+        ):
             t0 = time.perf_counter()
             report = await env.client.execute_workflow(
-                ReconcileEnrollments.run, ReconcileInput(grace_seconds=120),
-                id=f"bench-reconcile-{uuid.uuid4().hex[:6]}", task_queue="bench-reconcile",
+                ReconcileEnrollments.run,
+                ReconcileInput(grace_seconds=120),
+                id=f"bench-reconcile-{uuid.uuid4().hex[:6]}",
+                task_queue="bench-reconcile",
             )
             wf_ms = (time.perf_counter() - t0) * 1000
         print(f"whole ReconcileEnrollments run via Temporal: {wf_ms:.0f} ms — {report}")

@@ -1,0 +1,1 @@
+"""Benchmarks of the enrollment pipeline on real parts (``python -m bench.enroll``). Not tests."""

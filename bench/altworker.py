@@ -1,0 +1,77 @@
+"""Experiment worker: ``mosaic gateway worker`` with one or more proposed changes applied.
+
+Used only by ``python -m bench.enroll --experiments`` to measure a change before anyone
+makes it in ``workflows/worker.py`` or ``federation/db/session.py``. It runs the real
+``workflows.worker.run_worker`` (same workflows, activities, schedule, task queue and
+environment) with these substitutions in that module's namespace:
+
+- ``--unsandboxed``: every ``Worker`` it builds gets ``UnsandboxedWorkflowRunner``
+  instead of the default sandbox;
+- ``--no-pre-ping``: the PostgreSQL engine is made without ``pool_pre_ping``.
+
+It fails at start when ``run_worker``'s module no longer has those names, rather than
+silently measuring the unchanged worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from temporalio.worker import UnsandboxedWorkflowRunner
+
+import workflows.worker as real_worker
+from federation.settings import load_settings
+
+log = logging.getLogger("mosaic.worker")
+
+
+def apply(*, unsandboxed: bool, pre_ping: bool) -> None:
+    for name in ("Worker", "make_engine", "run_worker"):
+        if not hasattr(real_worker, name):
+            raise SystemExit(f"workflows.worker has no {name}: update bench/altworker.py")
+    if unsandboxed:
+        original_worker = getattr(real_worker, "Worker")  # noqa: B009 - patched below
+
+        def sandbox_free_worker(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("workflow_runner", UnsandboxedWorkflowRunner())
+            return original_worker(*args, **kwargs)
+
+        setattr(real_worker, "Worker", sandbox_free_worker)  # noqa: B010
+    if not pre_ping:
+        original_engine = getattr(real_worker, "make_engine")  # noqa: B009
+
+        def engine_without_pre_ping(url: str) -> AsyncEngine:
+            if not url.startswith("postgresql"):
+                engine: AsyncEngine = original_engine(url)
+                return engine
+            # make_engine's PostgreSQL pool, minus the pre-ping
+            return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
+
+        setattr(real_worker, "make_engine", engine_without_pre_ping)  # noqa: B010
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--unsandboxed", action="store_true")
+    parser.add_argument("--no-pre-ping", action="store_true")
+    args = parser.parse_args()
+    # The same log set-up as `mosaic gateway worker`.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    apply(unsandboxed=args.unsandboxed, pre_ping=not args.no_pre_ping)
+    log.info(
+        "experiment worker: unsandboxed=%s pre_ping=%s", args.unsandboxed, not args.no_pre_ping
+    )
+    try:
+        asyncio.run(real_worker.run_worker(load_settings()))
+    except KeyboardInterrupt:
+        pass
+    gc.collect()  # sdk-python#300
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The bare-Temporal baseline workflow: RedeemEnrollment's shape, activities that do nothing.
+
+Same activity count and kinds (validate, claim: local; issue: regular; verify, activate:
+local), the same timeouts and retry policies (copied here from ``workflows/redeem.py`` and
+``workflows/common.py`` so that a rename there cannot break the baseline; on the happy path
+no retry happens), payloads of about the same size. The module is built like
+``workflows/redeem.py`` (one workflow class, two dataclasses, a few module constants,
+activities imported passed through), so the sandbox's per-run re-import costs about the
+same. Input flags select the variants:
+
+- ``upserts``: RedeemEnrollment's three search-attribute upserts;
+- ``issue_local`` (experiment): the issue step as a local activity too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+
+with workflow.unsafe.imports_passed_through():
+    from bench.bare_activities import (
+        BareIssued,
+        BareValidated,
+        activate,
+        claim_token,
+        issue_certificate,
+        validate,
+        verify_certificate,
+    )
+
+GRANT_ID = SearchAttributeKey.for_keyword("GrantId")
+PEER_ID = SearchAttributeKey.for_keyword("PeerId")
+OUTCOME = SearchAttributeKey.for_keyword("EnrollmentOutcome")
+DB_STEP = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=5,
+)
+UNTIL_DONE = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
+)
+CA_CALL = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=5),
+    non_retryable_error_types=["CARefused"],
+)
+
+
+@dataclass(frozen=True)
+class BareInput:
+    request_id: str
+    token_hash: str
+    csr_pem: str
+    ca_retry_seconds: float = 60.0
+    upserts: bool = False
+    issue_local: bool = False
+
+
+@dataclass(frozen=True)
+class BareResult:  # RedeemResult's fields
+    cert_pem: str
+    chain_pem: str
+    serial: str
+    not_after: str
+    fingerprint: str
+    grant_id: str
+    subject_user_id: str
+    peer_id: str
+    csr_fingerprint: str
+
+
+@workflow.defn(name="BareRedeem")
+class BareRedeem:
+    @workflow.run
+    async def run(self, arg: BareInput) -> BareResult:
+        v: BareValidated = await workflow.execute_local_activity(
+            validate,
+            arg.csr_pem,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_STEP,
+        )
+        if arg.upserts:
+            workflow.upsert_search_attributes(
+                [GRANT_ID.value_set(v.grant_id), PEER_ID.value_set(v.peer_id)]
+            )
+        await workflow.execute_local_activity(
+            claim_token,
+            arg.token_hash,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_STEP,
+        )
+        issue = workflow.execute_local_activity if arg.issue_local else workflow.execute_activity
+        issued: BareIssued = await issue(
+            issue_certificate,
+            arg.csr_pem,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=timedelta(seconds=arg.ca_retry_seconds),
+            retry_policy=CA_CALL,
+        )
+        serial: str = await workflow.execute_local_activity(
+            verify_certificate,
+            issued.cert_pem,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DB_STEP,
+        )
+        await workflow.execute_local_activity(
+            activate, serial, start_to_close_timeout=timedelta(seconds=15), retry_policy=UNTIL_DONE
+        )
+        if arg.upserts:
+            workflow.upsert_search_attributes([OUTCOME.value_set("allowed")])
+        return BareResult(
+            issued.cert_pem,
+            issued.chain_pem,
+            serial,
+            "2030-01-01T00:00:00+00:00",
+            v.csr_fingerprint,
+            v.grant_id,
+            v.subject_user_id,
+            v.peer_id,
+            v.csr_fingerprint,
+        )
