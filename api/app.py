@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    # Added first, so the request-id middleware below wraps it: 413 and 429 carry an id too.
+    install_protection(app, gateway.settings)
 
     @app.middleware("http")
     async def request_id(
@@ -54,7 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["X-Request-ID"] = rid
         return response
 
-    install_protection(app, gateway.settings)
     install_error_handlers(app)
     for module in (health, users, peers, grants, audit, reconcile, runs, enrollment):
         app.include_router(module.router)

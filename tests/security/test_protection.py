@@ -227,3 +227,34 @@ async def test_buckets_are_evicted_so_memory_stays_bounded() -> None:
     assert len(limiter.buckets) == 100
     # The most recent clients are the ones kept.
     assert await _call(limiter, "10.2.3.231") == 429
+
+
+async def test_refusals_by_the_limits_carry_a_request_id(tmp_path: Path) -> None:
+    from api.app import create_app
+    from federation.db.migrate import upgrade_async
+    from tests.conftest import make_settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    await upgrade_async(url)
+    settings = make_settings(
+        url,
+        tmp_path,
+        mosaic_enroll_rate_per_minute=1,
+        mosaic_enroll_burst=1,
+    )
+    app = create_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as http:
+        big = await http.post(
+            "/api/admin/users",
+            content=b"x" * 70_000,
+            headers={"X-Request-ID": "big-1", "content-type": "application/json"},
+        )
+        assert big.status_code == 413 and big.headers["X-Request-ID"] == "big-1"
+        for _ in range(3):
+            limited = await http.get(
+                f"/api/federation/enrollment/{'a' * 64}", headers={"X-Request-ID": "rl-1"}
+            )
+        assert limited.status_code == 429 and limited.headers["X-Request-ID"] == "rl-1"
+    await app.state.gateway.close()
