@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+
+# The real workflows' policies and search attributes: the baseline keeps their shape.
+from workflows.common import GRANT_ID, OUTCOME, PEER_ID, SHORT_STEP, UNTIL_DONE
 
 with workflow.unsafe.imports_passed_through():
+    # Passed through, like the activities: re-importing per run would tax the baseline.
     from bench.bare_activities import (
         BareIssued,
         BareValidated,
@@ -30,23 +33,7 @@ with workflow.unsafe.imports_passed_through():
         validate,
         verify_certificate,
     )
-
-GRANT_ID = SearchAttributeKey.for_keyword("GrantId")
-PEER_ID = SearchAttributeKey.for_keyword("PeerId")
-OUTCOME = SearchAttributeKey.for_keyword("EnrollmentOutcome")
-DB_STEP = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_interval=timedelta(seconds=2),
-    maximum_attempts=5,
-)
-UNTIL_DONE = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10)
-)
-CA_CALL = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=5),
-    non_retryable_error_types=["CARefused"],
-)
+    from workflows.redeem import CA_CALL
 
 
 @dataclass(frozen=True)
@@ -80,7 +67,7 @@ class BareRedeem:
             validate,
             arg.csr_pem,
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DB_STEP,
+            retry_policy=SHORT_STEP,
         )
         if arg.upserts:
             workflow.upsert_search_attributes(
@@ -90,7 +77,7 @@ class BareRedeem:
             claim_token,
             arg.token_hash,
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DB_STEP,
+            retry_policy=SHORT_STEP,
         )
         issue = workflow.execute_local_activity if arg.issue_local else workflow.execute_activity
         issued: BareIssued = await issue(
@@ -104,7 +91,7 @@ class BareRedeem:
             verify_certificate,
             issued.cert_pem,
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DB_STEP,
+            retry_policy=SHORT_STEP,
         )
         await workflow.execute_local_activity(
             activate, serial, start_to_close_timeout=timedelta(seconds=15), retry_policy=UNTIL_DONE
