@@ -25,7 +25,7 @@ context_providers: list[Callable[[], dict[str, Any]]] = []
 
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        record.request_id = request_id_var.get() or "-"
         for provider in context_providers:
             for key, value in provider().items():
                 setattr(record, key, value)
@@ -46,7 +46,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key in self._CONTEXT:
             value = getattr(record, key, None)
-            if value:
+            if value and value != "-":
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
