@@ -13,7 +13,7 @@ from federation.db.models import Peer, User
 from federation.errors import Conflict, NotFound
 
 
-async def create_user(session: AsyncSession, *, name: str, email: str, actor: str) -> User:
+async def create_user(session: AsyncSession, *, name: str, email: str) -> User:
     """Create a user; a duplicate email is a 409."""
     user = User(name=name, email=email.lower())
     session.add(user)

@@ -92,29 +92,3 @@ class ActivationLost(FederationError):
 
     kind = "ActivationLost"
     status = 409
-
-
-class DatabaseUnavailable(FederationError):
-    kind = "DatabaseUnavailable"
-    status = 503
-    retryable = True
-
-
-ALL_ERRORS: tuple[type[FederationError], ...] = (
-    NotFound,
-    Conflict,
-    InvalidInput,
-    InvalidCSR,
-    TokenNotFound,
-    TokenExpired,
-    TokenUsed,
-    GrantNotPending,
-    PeerMismatch,
-    CAUnavailable,
-    CARefused,
-    CertificateRejected,
-    ActivationLost,
-    DatabaseUnavailable,
-)
-
-ERROR_BY_KIND: dict[str, type[FederationError]] = {e.kind: e for e in ALL_ERRORS}

@@ -376,9 +376,7 @@ def _reseal_peer(peer: Peer, *, old: Sealer, new: Sealer) -> int:
         count += blob != peer.client_key_sealed
         peer.client_key_sealed = blob
     if peer.enrollment_url_sealed:
-        blob = reseal(
-            peer.enrollment_url_sealed, aad=enrollment_url_aad(peer.id), old=old, new=new
-        )
+        blob = reseal(peer.enrollment_url_sealed, aad=enrollment_url_aad(peer.id), old=old, new=new)
         count += blob != peer.enrollment_url_sealed
         peer.enrollment_url_sealed = blob
     return count

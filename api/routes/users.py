@@ -15,8 +15,8 @@ router = APIRouter(prefix="/api/admin/users", tags=["users"])
     response_model=UserOut,
     responses=problem_responses(400, 401, 403, 409, 413, 422),
 )
-async def create_user(body: UserCreate, session: SessionDep, actor: AdminDep) -> UserOut:
-    user = await directory.create_user(session, name=body.name, email=body.email, actor=actor)
+async def create_user(body: UserCreate, session: SessionDep, _: AdminDep) -> UserOut:
+    user = await directory.create_user(session, name=body.name, email=body.email)
     return UserOut.of(user)
 
 
