@@ -52,6 +52,39 @@ class Settings(BaseSettings):
     mosaic_grant_max_age_seconds: float = Field(default=7 * 24 * 3600, gt=0)
     mosaic_reconcile_grace_seconds: float = Field(default=120.0, ge=0)
 
+    # --- certificates (B): lifetime of every client certificate the CA signs, and how long
+    # a certificate superseded by a renewal stays accepted so requests in flight finish.
+    mosaic_cert_lifetime_seconds: int = Field(default=24 * 3600, ge=60, le=90 * 24 * 3600)
+    mosaic_renew_overlap_seconds: int = Field(default=300, ge=0, le=24 * 3600)
+
+    # --- federation listener (B): mTLS, client certificate required, B's CA only.
+    # host:port to listen on ("" = not served by `gateway run`/`api`; `gateway dev` uses
+    # 127.0.0.1:8443). Without TLS_CERT/TLS_KEY the listener gets a server certificate
+    # for localhost/127.0.0.1 from the built-in CA.
+    mosaic_federation_listen: str = ""
+    mosaic_federation_tls_cert: str = ""
+    mosaic_federation_tls_key: str = ""
+    # The listener's URL as remote gateways reach it (told to A in the enrollment answers).
+    mosaic_federation_public_url: str = ""
+    # Addresses (IPs or CIDRs, comma-separated) whose RFC 9440 Client-Cert header is
+    # believed: a TLS-terminating proxy. Empty = never.
+    mosaic_federation_trusted_proxies: str = ""
+
+    # --- requesting side (A): the remote is not trusted.
+    # Largest remote answer read (streamed); above it the answer is refused at once.
+    mosaic_remote_max_bytes: int = Field(default=65536, ge=4096, le=16 * 1024 * 1024)
+    # Networks (CIDRs, comma-separated) an https enrollment URL may resolve to although they
+    # are private, link-local or loopback. Empty = public addresses only.
+    mosaic_enroll_allowed_networks: str = ""
+    # After MOSAIC_ENROLL_SUBMIT_SECONDS of transient failures, peer add keeps its key and
+    # retries slowly this much longer, because the remote may still be activating.
+    mosaic_enroll_patience_seconds: float = Field(default=24 * 3600, ge=0, le=30 * 86400)
+
+    # --- sockets: every listener of the gateway.
+    mosaic_max_connections: int = Field(default=1000, ge=16)
+    mosaic_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    mosaic_body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
     @field_validator("mosaic_admin_token", "better_auth_secret")
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,9 +23,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-PEER_STATES = ("pending", "active", "failed", "revoked")
+# degraded: renewal is failing for a transient reason; expired: past notAfter, not renewed.
+PEER_STATES = ("pending", "active", "degraded", "expired", "failed", "revoked")
 GRANT_STATUSES = ("pending", "active", "revoked", "expired")
 AUDIT_OUTCOMES = ("allowed", "denied")
+# The certificate ledger (B): requested = serial reserved and the CA asked (the reply may
+# be lost); issued = signed, not pinned; active = pinned on its grant; superseded =
+# replaced by a renewal (accepted until its overlap ends); revoked = revoked at the CA.
+CERTIFICATE_STATES = ("requested", "issued", "active", "superseded", "revoked")
+CERTIFICATE_PURPOSES = ("enrollment", "renewal")
 
 
 def utcnow() -> datetime:
@@ -95,6 +102,13 @@ class Peer(Base):
     # Requesting side only: what the remote's certificate says we act for.
     remote_grant_id: Mapped[str | None] = mapped_column(String(36))
     remote_subject_user_id: Mapped[str | None] = mapped_column(String(36))
+    # Requesting side only: where the remote's federation listener is, and the remote's
+    # CA root as pinned at enrollment (PEM and SHA-256 of its DER).
+    federation_url: Mapped[str | None] = mapped_column(String(2048))
+    remote_ca_pem: Mapped[str | None] = mapped_column(Text)
+    remote_ca_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # Requesting side only: the key of a renewal in progress, sealed, until the swap.
+    next_key_sealed: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -118,6 +132,49 @@ class Grant(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(String(500))
+    # The grant-level claim: the token whose redeem is in flight. At most one enrollment
+    # of a grant runs at a time, so a second token of the same grant never reaches the CA.
+    enrolling_token_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Certificate(Base):
+    """The ledger: every certificate this gateway's CA was asked to sign for a grant."""
+
+    __tablename__ = "federation_certificates"
+    __table_args__ = (
+        CheckConstraint(
+            _check_in("state", CERTIFICATE_STATES), name="ck_federation_certificates_state"
+        ),
+        CheckConstraint(
+            _check_in("purpose", CERTIFICATE_PURPOSES), name="ck_federation_certificates_purpose"
+        ),
+        Index("ix_federation_certificates_grant_state", "grant_id", "state"),
+        Index("ix_federation_certificates_state_created", "state", "created_at"),
+        Index("ix_federation_certificates_revoke_after", "state", "revoke_after"),
+    )
+
+    # Lowercase hex, no prefix: the same form as Grant.cert_serial and Peer.cert_serial.
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("federation_grants.id"))
+    peer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("federation_peers.id"))
+    state: Mapped[str] = mapped_column(String(16), default="requested")
+    purpose: Mapped[str] = mapped_column(String(16), default="enrollment")
+    # SHA-256 of the CSR DER this certificate answers (idempotent replays find it).
+    csr_fingerprint: Mapped[str] = mapped_column(String(64))
+    # "<workflow id>/<run id>" of the run that asked the CA: reconcile asks if it lives.
+    issued_by: Mapped[str] = mapped_column(String(200))
+    cert_pem: Mapped[str | None] = mapped_column(Text)
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the ledger decides this certificate must be revoked at the CA (at or after
+    # this time); state becomes ``revoked`` once the CA has confirmed it.
+    revoke_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -175,3 +232,50 @@ class AuditEntry(Base):
     cert_serial: Mapped[str | None] = mapped_column(String(64))
     # Set by steps that may run twice (a worker crash after the commit): one row per key.
     idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # Federated requests: SHA-256 of the normalized query, what went out, how long it took.
+    query_sha256: Mapped[str | None] = mapped_column(String(64))
+    rows_out: Mapped[int | None] = mapped_column(Integer)
+    bytes_out: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    # Anonymous denials are aggregated per client address and minute: how many this row is.
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+
+
+class GatewayIdentity(Base):
+    """One row: this gateway's identity, made on first start. Its workers serve only its
+    own task queue and its activities act only for its own runs."""
+
+    __tablename__ = "mosaic_gateway"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class _OwnedResource:
+    """What every built-in federated resource row has: an owner, maybe a team, text."""
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    owner_user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Task(_OwnedResource, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_owner_keyset", "owner_user_id", "created_at", "id"),)
+
+
+class Note(_OwnedResource, Base):
+    __tablename__ = "notes"
+    __table_args__ = (Index("ix_notes_owner_keyset", "owner_user_id", "created_at", "id"),)
+
+
+class Credential(_OwnedResource, Base):
+    __tablename__ = "credentials"
+    __table_args__ = (
+        Index("ix_credentials_owner_keyset", "owner_user_id", "created_at", "id"),
+    )
