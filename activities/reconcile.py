@@ -3,6 +3,7 @@ alive before repairing what it would otherwise finish itself."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from federation import reconcile, requester
+from federation import ledger, reconcile, requesting_peer
+from federation.ca.base import CertificateAuthority
 from federation.db.models import utcnow
+from federation.errors import FederationError
 from federation.runs import peer_add_workflow_id, redeem_workflow_id
 
 log = logging.getLogger("mosaic.activities.reconcile")
@@ -43,10 +46,32 @@ class ClaimRepairs:
     grants_expired: int
 
 
+@dataclass(frozen=True)
+class CertificateRepairs:
+    # Signed (or asked for) by a run that is gone, never pinned: decided for revocation.
+    orphans_withdrawn: int
+    # Rows of revoked or expired grants that no decision covered yet.
+    closed_grant_rows_decided: int
+    # Decided rows the CA confirmed revoked during this sweep; the rest are left for the next.
+    revoked_at_ca: int
+    left_at_ca: int
+
+
+# Runs that ask the CA to sign: a ledger row issued by one of them, still running, is theirs.
+SIGNING_WORKFLOWS = ("RedeemEnrollment", "RenewCertificate")
+CA_CONCURRENCY = 8
+
+
 class ReconcileActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], client: Client) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: Client,
+        ca: CertificateAuthority,
+    ) -> None:
         self._sessions = sessions
         self._client = client
+        self._ca = ca
 
     async def _running(self, workflow_type: str) -> set[str]:
         """Ids of the running runs of a type: one visibility query, not one call per candidate."""
@@ -93,7 +118,7 @@ class ReconcileActivities:
             for peer_id in candidates:
                 if peer_add_workflow_id(str(peer_id)) in live:
                     continue
-                failed += await requester.mark_failed(
+                failed += await requesting_peer.mark_failed(
                     session,
                     peer_id,
                     reason="peer add run is gone; enrollment did not finish",
@@ -111,8 +136,53 @@ class ReconcileActivities:
         _count_repairs("lapsed_grant_expired", count)
         return count
 
+    @activity.defn(name="reconcile.certificates")
+    async def certificates(self, arg: SweepInput) -> CertificateRepairs:
+        """Whatever the ledger holds that no live run will finish: withdraw, then revoke."""
+        older = utcnow() - timedelta(seconds=arg.grace_seconds)
+        async with self._sessions() as session:
+            candidates = await ledger.orphans(session, older_than=older)
+            live = await self._live_runs(SIGNING_WORKFLOWS) if candidates else set()
+            gone = [serial for serial, run in candidates if run not in live]
+            withdrawn = (
+                await ledger.decide_revocation(
+                    session, reason="issued by a run that is gone; never activated", serials=gone
+                )
+                if gone
+                else []
+            )
+            closed = await ledger.decide_for_closed_grants(session)
+            await session.commit()
+            due = await ledger.pending_revocations(session, due_by=utcnow())
+        revoked = await self._revoke_at_ca(due)
+        _count_repairs("certificate_withdrawn", len(withdrawn) + len(closed))
+        _count_repairs("certificate_revoked_at_ca", revoked)
+        return CertificateRepairs(len(withdrawn), len(closed), revoked, len(due) - revoked)
+
+    async def _live_runs(self, types: tuple[str, ...]) -> set[str]:
+        """``<workflow id>/<run id>`` of every running run of these types (one query)."""
+        names = ", ".join(f"'{t}'" for t in types)
+        query = f"WorkflowType IN ({names}) AND ExecutionStatus = 'Running'"
+        return {f"{e.id}/{e.run_id}" async for e in self._client.list_workflows(query)}
+
+    async def _revoke_at_ca(self, serials: list[str]) -> int:
+        """Revoke decided serials at the CA, a few at a time; returns how many it confirmed."""
+        gate = asyncio.Semaphore(CA_CONCURRENCY)
+
+        async def one(serial: str) -> bool:
+            async with gate:
+                try:
+                    await ledger.revoke_at_ca(self._sessions, self._ca, serial, "reconcile")
+                except FederationError as exc:
+                    log.warning("reconcile could not revoke %s at the CA: %s", serial, exc.message)
+                    return False
+            return True
+
+        return sum(await asyncio.gather(*(one(serial) for serial in serials)))
+
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.certificates,
             self.claimed_tokens,
             self.stale_pending_grants,
             self.orphaned_peers,

@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.certificates import run_ref
 from activities.errors import domain_errors
-from federation import enrollment
+from federation import enrollment, ledger
 from federation.ca.base import CertificateAuthority, IssueRequest
 from federation.pki.certs import verify_issued_certificate
 from federation.tokens import log_id
@@ -45,6 +46,7 @@ class Validated:
 @dataclass(frozen=True)
 class ClaimInput:
     token_hash: str
+    grant_id: str
     peer_id: str
     csr_fingerprint: str
 
@@ -60,6 +62,8 @@ class IssueInput:
     csr_pem: str
     grant_id: str
     subject_user_id: str
+    peer_id: str
+    csr_fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,14 @@ class Verified:
 
 
 @dataclass(frozen=True)
-class RevokeInput:
-    serial: str
+class WithdrawInput:
     reason: str
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    # Serials of this run decided for revocation and not yet confirmed by the CA.
+    serials: list[str]
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,7 @@ class RedeemActivities:
             await enrollment.claim_token(
                 session,
                 arg.token_hash,
+                grant_id=uuid.UUID(arg.grant_id),
                 peer_id=uuid.UUID(arg.peer_id),
                 csr_fingerprint=arg.csr_fingerprint,
             )
@@ -171,7 +181,17 @@ class RedeemActivities:
     @activity.defn(name="redeem.issue_certificate")
     @domain_errors
     async def issue_certificate(self, arg: IssueInput) -> Issued:
-        issued = await self._ca.issue(IssueRequest(arg.csr_pem, arg.grant_id, arg.subject_user_id))
+        """Reserve a serial in the ledger, have the CA sign, record the answer: one step."""
+        issued = await ledger.sign(
+            self._sessions,
+            self._ca,
+            IssueRequest(arg.csr_pem, arg.grant_id, arg.subject_user_id),
+            grant_id=uuid.UUID(arg.grant_id),
+            peer_id=uuid.UUID(arg.peer_id),
+            csr_fingerprint=arg.csr_fingerprint,
+            purpose="enrollment",
+            issued_by=run_ref(),
+        )
         log.info(
             "certificate %s issued by %s for grant %s", issued.serial, self._ca.name, arg.grant_id
         )
@@ -192,15 +212,26 @@ class RedeemActivities:
             verified.serial, verified.not_after.isoformat(), verified.fingerprint_sha256
         )
 
-    @activity.defn(name="redeem.revoke_certificate")
-    @domain_errors
-    async def revoke_certificate(self, arg: RevokeInput) -> None:
-        await self._ca.revoke(arg.serial, reason=arg.reason)
-        log.info("certificate %s revoked: %s", arg.serial, arg.reason)
+    @activity.defn(name="redeem.withdraw_certificates")
+    async def withdraw_certificates(self, arg: WithdrawInput) -> Withdrawn:
+        """Every certificate this run had signed (or asked for) and did not pin is decided
+        for revocation, in one transaction; returns what the CA still has to revoke."""
+        issued_by = run_ref()
+        async with self._sessions() as session:
+            await ledger.decide_revocation(
+                session, reason=arg.reason, issued_by=issued_by, keep_active=True
+            )
+            await session.commit()
+            serials = await ledger.pending_revocations(session, issued_by=issued_by)
+        if serials:
+            log.info("withdrew %d certificate(s) of %s: %s", len(serials), issued_by, arg.reason)
+        return Withdrawn(serials)
 
     @activity.defn(name="redeem.activate")
     @domain_errors
-    async def activate(self, arg: ActivateInput) -> None:
+    async def activate(self, arg: ActivateInput) -> Withdrawn:
+        """Activate, and report what this run signed besides (decided for revocation)."""
+        issued_by = run_ref()
         async with self._sessions() as session:
             await enrollment.activate(
                 session,
@@ -213,9 +244,12 @@ class RedeemActivities:
                     cert_serial=arg.serial,
                     cert_not_after=datetime.fromisoformat(arg.not_after),
                     cert_fingerprint=arg.fingerprint,
+                    issued_by=issued_by,
                 ),
             )
+            leftovers = await ledger.pending_revocations(session, issued_by=issued_by)
         log.info("grant %s active with certificate %s", arg.grant_id, arg.serial)
+        return Withdrawn(leftovers)
 
     @activity.defn(name="redeem.record_denial")
     async def record_denial(self, arg: DenialInput) -> None:
@@ -247,7 +281,7 @@ class RedeemActivities:
             self.burn_token,
             self.issue_certificate,
             self.verify_certificate,
-            self.revoke_certificate,
+            self.withdraw_certificates,
             self.activate,
             self.record_denial,
         ]

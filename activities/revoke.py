@@ -1,4 +1,4 @@
-"""Activities of the RevokeGrant workflow (the CA call reuses ``redeem.revoke_certificate``)."""
+"""Activities of the RevokeGrant workflow (the CA call is ``certificates.revoke_at_ca``)."""
 
 from __future__ import annotations
 
@@ -26,14 +26,9 @@ class MarkGrantInput:
 class GrantRevoked:
     grant_id: str
     peer_id: str
-    cert_serial: str | None
-
-
-@dataclass(frozen=True)
-class MarkPeerInput:
-    request_id: str
-    peer_id: str
-    cert_serial: str
+    pending_serials: list[str]
+    newly_revoked: bool
+    peers_revoked: list[str]
 
 
 class RevokeActivities:
@@ -51,18 +46,13 @@ class RevokeActivities:
                 actor=arg.actor,
                 request_id=arg.request_id,
             )
-        return GrantRevoked(str(done.grant_id), str(done.peer_id), done.cert_serial)
-
-    @activity.defn(name="revoke.mark_peer")
-    @domain_errors
-    async def mark_peer(self, arg: MarkPeerInput) -> bool:
-        async with self._sessions() as session:
-            return await revocation.mark_peer_revoked(
-                session,
-                uuid.UUID(arg.peer_id),
-                cert_serial=arg.cert_serial,
-                request_id=arg.request_id,
-            )
+        return GrantRevoked(
+            str(done.grant_id),
+            str(done.peer_id),
+            done.pending_serials,
+            done.newly_revoked,
+            [str(p) for p in done.peers_revoked],
+        )
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.mark_grant, self.mark_peer]
+        return [self.mark_grant]

@@ -11,14 +11,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation import ledger
 from federation.audit import audit_entry
 from federation.db.models import EnrollmentToken, Grant, Peer, utcnow
 from federation.errors import (
     ActivationLost,
+    EnrollmentInProgress,
     GrantNotPending,
     PeerMismatch,
     TokenExpired,
@@ -30,6 +32,7 @@ from federation.pki.csr import CheckedCSR, check_csr
 # Generic bodies: they do not reveal whether a grant exists behind a token.
 TOKEN_NOT_VALID = "enrollment token is not valid"  # noqa: S105 - a message, not a secret
 TOKEN_GONE = "enrollment token has expired or was already used"  # noqa: S105
+GRANT_BUSY = "another enrollment of this grant is in progress; retry later"
 
 
 @dataclass(frozen=True)
@@ -106,32 +109,64 @@ async def validate_redeem(session: AsyncSession, token_hash: str, csr_pem: str) 
         raise GrantNotPending(f"grant is {grant.status}, not pending")
     if peer.state not in ("pending", "active"):
         raise PeerMismatch(f"peer is {peer.state}")
+    if grant.enrolling_token_hash not in (None, token_hash):
+        raise EnrollmentInProgress(GRANT_BUSY, cause="grant claimed by another token")
     return ValidatedRedeem(grant.id, peer.id, grant.subject_user_id, csr)
 
 
 async def claim_token(
-    session: AsyncSession, token_hash: str, *, peer_id: uuid.UUID, csr_fingerprint: str
+    session: AsyncSession,
+    token_hash: str,
+    *,
+    grant_id: uuid.UUID,
+    peer_id: uuid.UUID,
+    csr_fingerprint: str,
 ) -> None:
-    """Claim atomically: exactly one caller wins. Re-claiming with the same CSR is a no-op."""
+    """Claim the token and its grant atomically: exactly one caller wins either.
+
+    The grant-level claim means a second token of the same grant, redeemed at the same
+    time, is refused here, before any CA is called. Re-claiming with the same CSR is a
+    no-op that refreshes the claim's time, so reconcile's grace period counts from the
+    last time a live run touched it, not from the first claim.
+    """
     now = utcnow()
-    result = await session.execute(
+    claimed = await session.execute(
         update(EnrollmentToken)
         .where(
             EnrollmentToken.token_hash == token_hash,
-            EnrollmentToken.used_at.is_(None),
             EnrollmentToken.expires_at > now,
             EnrollmentToken.peer_id == peer_id,
+            EnrollmentToken.cert_serial.is_(None),
+            EnrollmentToken.burnt_at.is_(None),
+            or_(
+                EnrollmentToken.used_at.is_(None),
+                EnrollmentToken.csr_fingerprint == csr_fingerprint,
+            ),
         )
         .values(used_at=now, csr_fingerprint=csr_fingerprint)
     )
-    await session.commit()
-    if result.rowcount == 1:  # type: ignore[attr-defined]
-        return
+    if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        held = await session.execute(
+            update(Grant)
+            .where(
+                Grant.id == grant_id,
+                Grant.status == "pending",
+                or_(Grant.enrolling_token_hash.is_(None), Grant.enrolling_token_hash == token_hash),
+            )
+            .values(enrolling_token_hash=token_hash, updated_at=now)
+        )
+        if held.rowcount == 1:  # type: ignore[attr-defined]
+            await session.commit()
+            return
+        await session.rollback()  # the token claim goes too: nothing changed
+        grant = await session.get(Grant, grant_id, populate_existing=True)
+        if grant is None or grant.status != "pending":
+            raise GrantNotPending("grant is no longer pending")
+        raise EnrollmentInProgress(GRANT_BUSY, cause="grant claimed by another token")
+    await session.rollback()
     row = await session.get(EnrollmentToken, token_hash, populate_existing=True)
     if row is None:
         raise TokenNotFound(TOKEN_NOT_VALID)
-    if row.used_at is not None and row.csr_fingerprint == csr_fingerprint:
-        return  # our own earlier claim (an activity retry after a lost reply)
     if row.peer_id != peer_id:
         raise PeerMismatch("token is not bound to this grant's peer")
     _check_token_usable(row, now)
@@ -141,7 +176,8 @@ async def claim_token(
 async def release_claim(session: AsyncSession, token_hash: str, *, csr_fingerprint: str) -> bool:
     """Undo our claim so the token can be redeemed again, if it is still within its TTL.
 
-    Returns False when nothing was released (expired, or not claimed by this CSR).
+    The grant-level claim is released either way. Returns False when the token was not
+    released (expired, or not claimed by this CSR).
     """
     result = await session.execute(
         update(EnrollmentToken)
@@ -153,12 +189,16 @@ async def release_claim(session: AsyncSession, token_hash: str, *, csr_fingerpri
         )
         .values(used_at=None, csr_fingerprint=None)
     )
+    await release_grant_claims(session, [token_hash])
     await session.commit()
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def burn_token(session: AsyncSession, token_hash: str, *, csr_fingerprint: str) -> None:
-    """Keep our claim for good (the policy burns the token): reconcile must not release it."""
+    """Keep our claim for good (the policy burns the token): reconcile must not release it.
+
+    The grant stays pending, so its grant-level claim is released for a new token.
+    """
     await session.execute(
         update(EnrollmentToken)
         .where(
@@ -168,7 +208,18 @@ async def burn_token(session: AsyncSession, token_hash: str, *, csr_fingerprint:
         )
         .values(burnt_at=utcnow())
     )
+    await release_grant_claims(session, [token_hash])
     await session.commit()
+
+
+async def release_grant_claims(session: AsyncSession, token_hashes: list[str]) -> None:
+    """Clear the grant-level claim these tokens hold (no commit: part of the caller's)."""
+    if token_hashes:
+        await session.execute(
+            update(Grant)
+            .where(Grant.enrolling_token_hash.in_(token_hashes))
+            .values(enrolling_token_hash=None)
+        )
 
 
 @dataclass(frozen=True)
@@ -181,6 +232,9 @@ class Activation:
     cert_serial: str
     cert_not_after: datetime
     cert_fingerprint: str
+    # The run that issued it: its other certificates (a retry after a lost CA reply
+    # signed a second one) are withdrawn in the same transaction.
+    issued_by: str
 
 
 async def activate(session: AsyncSession, a: Activation) -> None:
@@ -199,6 +253,7 @@ async def activate(session: AsyncSession, a: Activation) -> None:
                 activated_at=now,
                 cert_serial=a.cert_serial,
                 cert_not_after=a.cert_not_after,
+                enrolling_token_hash=None,
                 updated_at=now,
             )
         )
@@ -209,6 +264,14 @@ async def activate(session: AsyncSession, a: Activation) -> None:
             if current == a.cert_serial:
                 return
             raise ActivationLost("grant is no longer pending")
+        if not await ledger.pin(session, a.cert_serial):
+            raise ActivationLost("certificate was withdrawn before activation")
+        await ledger.decide_revocation(
+            session,
+            reason="superfluous: another certificate of the same enrollment was activated",
+            issued_by=a.issued_by,
+            keep_active=True,
+        )
         peered = await session.execute(
             update(Peer)
             .where(Peer.id == a.peer_id, Peer.state.in_(("pending", "active")))

@@ -65,6 +65,13 @@ class PeerMismatch(FederationError):
     status = 409
 
 
+class EnrollmentInProgress(FederationError):
+    """Another token of the same grant is being redeemed: one enrollment per grant at a time."""
+
+    kind = "EnrollmentInProgress"
+    status = 409
+
+
 class CAUnavailable(FederationError):
     """The CA could not be reached or answered 5xx: worth retrying."""
 
@@ -92,3 +99,38 @@ class ActivationLost(FederationError):
 
     kind = "ActivationLost"
     status = 409
+
+
+class Unavailable(FederationError):
+    """A step could not finish for a reason nobody foresaw (a database timeout, a bug):
+    undo what can be undone; the same request may be retried."""
+
+    kind = "Unavailable"
+    status = 503
+    retryable = True
+
+
+def _subclasses(cls: type[FederationError]) -> list[type[FederationError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def error_class(kind: str) -> type[FederationError]:
+    """The error class of a kind (the ``ApplicationError.type`` contract); an unknown kind
+    is ``Unavailable``."""
+    for cls in _subclasses(FederationError):
+        if cls.kind == kind:
+            return cls
+    return Unavailable
+
+
+def status_for_kind(kind: str) -> int:
+    """The one table from error kind to HTTP status: the classes above."""
+    return error_class(kind).status
+
+
+def from_kind(kind: str, message: str) -> FederationError:
+    """Rebuild the domain error a workflow failed with, to answer it like any other."""
+    return error_class(kind)(message)

@@ -1,10 +1,19 @@
-"""DESIGN §6, the redeem failure policy, as a table: what happens to the token,
-the issued certificate and the HTTP answer for each kind of failure."""
+"""DESIGN §6, the redeem failure policy, as a table: what happens to the claimed token for
+each kind of failure. The HTTP status comes from the error kinds themselves
+(``federation.errors.status_for_kind``): one table, not two.
+
+Certificates are not in this table because the answer no longer depends on the kind:
+on every failure, whatever this run had the CA sign, or asked it to sign (a reply may
+have been lost), is withdrawn in the certificate ledger and revoked at the CA. The
+grant's usable certificate is never touched by a failed run.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from federation.errors import status_for_kind
 
 ClaimFate = Literal["unchanged", "release", "burn"]
 
@@ -12,8 +21,6 @@ ClaimFate = Literal["unchanged", "release", "burn"]
 @dataclass(frozen=True)
 class FailureRule:
     claim: ClaimFate
-    revoke_certificate: bool
-    http_status: int
 
     @property
     def releases_token(self) -> bool:
@@ -25,19 +32,20 @@ class FailureRule:
 
 
 REDEEM_FAILURE_POLICY: dict[str, FailureRule] = {
-    "TokenNotFound": FailureRule("unchanged", False, 404),
-    "TokenExpired": FailureRule("unchanged", False, 410),
-    "TokenUsed": FailureRule("unchanged", False, 410),
-    "InvalidCSR": FailureRule("unchanged", False, 400),
-    "GrantNotPending": FailureRule("unchanged", False, 409),
-    "PeerMismatch": FailureRule("unchanged", False, 409),
+    "TokenNotFound": FailureRule("unchanged"),
+    "TokenExpired": FailureRule("unchanged"),
+    "TokenUsed": FailureRule("unchanged"),
+    "InvalidCSR": FailureRule("unchanged"),
+    "GrantNotPending": FailureRule("unchanged"),
+    "PeerMismatch": FailureRule("unchanged"),
+    "EnrollmentInProgress": FailureRule("unchanged"),
     # Released only while still within the TTL (release_claim checks that).
-    "CAUnavailable": FailureRule("release", False, 503),
-    "CARefused": FailureRule("release", False, 502),
-    "CertificateRejected": FailureRule("burn", True, 502),
-    "ActivationLost": FailureRule("burn", True, 409),
-    # A fault we did not foresee (database gone, a bug): undo what we can, the peer retries.
-    "Unavailable": FailureRule("release", True, 503),
+    "CAUnavailable": FailureRule("release"),
+    "CARefused": FailureRule("release"),
+    "CertificateRejected": FailureRule("burn"),
+    "ActivationLost": FailureRule("burn"),
+    # A fault we did not foresee (a database timeout, a bug): undo what we can, the peer retries.
+    "Unavailable": FailureRule("release"),
 }
 
 
@@ -51,4 +59,4 @@ def rule_for(kind: str) -> FailureRule:
 
 
 def http_status_for(kind: str) -> int:
-    return rule_for(kind).http_status
+    return status_for_kind(kind)

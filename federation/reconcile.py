@@ -18,6 +18,7 @@ from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.db.models import AuditEntry, EnrollmentToken, Grant, Peer, utcnow
+from federation.enrollment import release_grant_claims
 
 ACTOR = "reconciler"
 BATCH = 2000
@@ -75,6 +76,7 @@ async def repair_claimed_tokens(
             )
         )
     ).all()
+    await release_grant_claims(session, [t.token_hash for t in tokens])
     await _audit(
         session,
         request_id,
@@ -172,7 +174,7 @@ async def _expire(
         await session.execute(
             update(Grant)
             .where(Grant.id.in_(grant_ids), Grant.status == status)
-            .values(status="expired", reason=reason, updated_at=now)
+            .values(status="expired", reason=reason, enrolling_token_hash=None, updated_at=now)
             .returning(Grant.id, Grant.peer_id, Grant.cert_serial)
         )
     ).all()

@@ -1,24 +1,29 @@
-"""Revoking a grant: the database side. The RevokeGrant workflow also revokes the
-certificate at the CA between these two steps."""
+"""Revoking a grant: the database side, in one transaction. The RevokeGrant workflow then
+carries the ledger's decisions to the CA."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation import ledger
 from federation.audit import audit_entry
-from federation.db.models import Grant, Peer, utcnow
-from federation.errors import Conflict, NotFound
+from federation.db.models import Certificate, Grant, Peer, utcnow
+from federation.errors import NotFound
 
 
 @dataclass(frozen=True)
 class RevokedGrant:
     grant_id: uuid.UUID
     peer_id: uuid.UUID
-    cert_serial: str | None
+    # Ledger rows of the grant decided for revocation and not yet confirmed by the CA.
+    pending_serials: list[str]
+    # False when the grant was already revoked (a re-driven revocation).
+    newly_revoked: bool
+    peers_revoked: list[uuid.UUID]
 
 
 async def revoke_grant_record(
@@ -29,66 +34,86 @@ async def revoke_grant_record(
     actor: str,
     request_id: str,
 ) -> RevokedGrant:
-    """Grant → ``revoked`` (guarded; final) with the audited reason.
+    """Grant → ``revoked`` (final), every certificate of it decided for revocation, and
+    every peer holding one of them → ``revoked``: one transaction, audited.
 
-    Idempotent for a retried step: a grant this same request already revoked
-    is returned as it is; one revoked by someone else is a 409.
+    The grant's serial is read by the same statement that revokes it, so an activation
+    committing just before cannot slip a certificate past this. Calling it again on a
+    revoked grant changes nothing and returns what the CA still has to revoke.
     """
-    grant = await session.get(Grant, grant_id, populate_existing=True)
-    if grant is None:
-        raise NotFound("grant not found")
     now = utcnow()
-    done = await session.execute(
-        update(Grant)
-        .where(Grant.id == grant_id, Grant.status != "revoked")
-        .values(status="revoked", revoked_at=now, reason=reason, updated_at=now)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        await session.rollback()
-        if grant.status == "revoked" and grant.reason == reason:
-            return RevokedGrant(grant.id, grant.peer_id, grant.cert_serial)
-        raise Conflict("grant is already revoked")
-    session.add(
-        audit_entry(
-            request_id=request_id,
-            actor=actor,
-            verb="grant.revoke",
-            resource="federation_grant",
-            outcome="allowed",
-            status_code=200,
-            reason=reason,
-            grant_id=grant.id,
-            peer_id=grant.peer_id,
-            cert_serial=grant.cert_serial,
+    revoked = (
+        await session.execute(
+            update(Grant)
+            .where(Grant.id == grant_id, Grant.status != "revoked")
+            .values(
+                status="revoked",
+                revoked_at=now,
+                reason=reason,
+                enrolling_token_hash=None,
+                updated_at=now,
+            )
+            .returning(Grant.peer_id, Grant.cert_serial)
         )
-    )
-    await session.commit()
-    return RevokedGrant(grant.id, grant.peer_id, grant.cert_serial)
-
-
-async def mark_peer_revoked(
-    session: AsyncSession, peer_id: uuid.UUID, *, cert_serial: str, request_id: str
-) -> bool:
-    """The peer whose current certificate was the grant's → ``revoked``."""
-    done = await session.execute(
-        update(Peer)
-        .where(Peer.id == peer_id, Peer.cert_serial == cert_serial, Peer.state == "active")
-        .values(state="revoked", updated_at=utcnow())
-    )
-    revoked = bool(done.rowcount == 1)  # type: ignore[attr-defined]
-    if revoked:
+    ).first()
+    if revoked is None:
+        peer_id = await session.scalar(select(Grant.peer_id).where(Grant.id == grant_id))
+        if peer_id is None:
+            raise NotFound("grant not found")
+    else:
+        peer_id = revoked.peer_id
         session.add(
             audit_entry(
                 request_id=request_id,
-                actor="revoke-grant",
+                actor=actor,
+                verb="grant.revoke",
+                resource="federation_grant",
+                outcome="allowed",
+                status_code=200,
+                reason=reason,
+                grant_id=grant_id,
+                peer_id=peer_id,
+                cert_serial=revoked.cert_serial,
+            )
+        )
+    await ledger.decide_revocation(session, reason="grant revoked", grant_id=grant_id)
+    peers = await _revoke_holders(session, grant_id, request_id=request_id, actor=actor)
+    pending = await ledger.pending_revocations(session, grant_id=grant_id)
+    await session.commit()
+    return RevokedGrant(grant_id, peer_id, pending, revoked is not None, peers)
+
+
+async def _revoke_holders(
+    session: AsyncSession, grant_id: uuid.UUID, *, request_id: str, actor: str
+) -> list[uuid.UUID]:
+    """Peers whose current certificate is one of the grant's → ``revoked``, audited."""
+    serials = select(Certificate.serial).where(Certificate.grant_id == grant_id)
+    rows = (
+        await session.execute(
+            update(Peer)
+            .where(Peer.cert_serial.in_(serials), Peer.state != "revoked")
+            .values(state="revoked", updated_at=utcnow())
+            .returning(Peer.id, Peer.cert_serial)
+        )
+    ).all()
+    for peer_id, serial in rows:
+        session.add(
+            audit_entry(
+                request_id=request_id,
+                actor=actor,
                 verb="peer.revoke",
                 resource="federation_peer",
                 outcome="allowed",
                 status_code=200,
-                reason="certificate revoked at the CA with its grant",
+                reason="its certificate was revoked with its grant",
+                grant_id=grant_id,
                 peer_id=peer_id,
-                cert_serial=cert_serial,
+                cert_serial=serial,
             )
         )
-    await session.commit()
-    return revoked
+    return [peer_id for peer_id, _ in rows]
+
+
+async def grant_revocation_unfinished(session: AsyncSession, grant_id: uuid.UUID) -> bool:
+    """Whether a revoked grant still has certificates the CA has not confirmed revoked."""
+    return bool(await ledger.pending_revocations(session, grant_id=grant_id, limit=1))

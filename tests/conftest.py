@@ -19,7 +19,7 @@ from federation.db.migrate import upgrade_async
 from federation.db.session import make_engine, make_sessionmaker
 from federation.settings import Settings
 from tests.support.services import create_pg_database, drop_pg_database
-from tests.support.stepca import StepCAServer
+from tests.support.stepca import ROGUE_TEMPLATE, StepCAServer
 from workflows.common import GRANT_ID, OUTCOME, PEER_ID
 from workflows.worker import build_worker, remote_settings, sealer_from_settings
 
@@ -82,6 +82,18 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 def step_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StepCAServer]:
     """A real step-ca built from Debian's source, initialised by our own CA init."""
     server = StepCAServer(tmp_path_factory.mktemp("step-ca"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rogue_step_ca(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StepCAServer]:
+    """A real step-ca whose template forgets the Mosaic OIDs (the CRIT-1 misconfiguration)."""
+    directory = tmp_path_factory.mktemp("rogue-step-ca")
+    template = directory / "rogue.tpl"
+    template.write_text(ROGUE_TEMPLATE)
+    server = StepCAServer(directory / "ca", template_path=template)
     server.start()
     yield server
     server.stop()

@@ -42,6 +42,9 @@ class ReconcileReport:
     stale_pending_grants_expired: int
     orphaned_peers_failed: int
     lapsed_grants_expired: int
+    certificates_withdrawn: int = 0
+    certificates_revoked: int = 0
+    certificate_revocations_left: int = 0
 
 
 @workflow.defn(name="ReconcileEnrollments")
@@ -53,9 +56,10 @@ class ReconcileEnrollments:
             max_pending_age_seconds=arg.max_pending_age_seconds,
             grace_seconds=arg.grace_seconds,
         )
-        # The four sweeps touch disjoint rows: run them side by side.
+        # The sweeps touch disjoint rows: run them side by side. Grants a sweep expires
+        # here get their certificates decided by the next run's certificate sweep.
         timeout = timedelta(seconds=60)
-        claims, stale, peers, lapsed = await asyncio.gather(
+        claims, stale, peers, lapsed, certs = await asyncio.gather(
             workflow.execute_activity_method(
                 ReconcileActivities.claimed_tokens,
                 sweep,
@@ -80,8 +84,23 @@ class ReconcileEnrollments:
                 start_to_close_timeout=timeout,
                 retry_policy=SWEEP,
             ),
+            workflow.execute_activity_method(
+                ReconcileActivities.certificates,
+                sweep,
+                start_to_close_timeout=timeout,
+                retry_policy=SWEEP,
+            ),
         )
-        return ReconcileReport(claims.released, claims.grants_expired, stale, peers, lapsed)
+        return ReconcileReport(
+            claims.released,
+            claims.grants_expired,
+            stale,
+            peers,
+            lapsed,
+            certs.orphans_withdrawn + certs.closed_grant_rows_decided,
+            certs.revoked_at_ca,
+            certs.left_at_ca,
+        )
 
 
 async def ensure_reconcile_schedule(

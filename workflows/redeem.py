@@ -1,8 +1,10 @@
 """RedeemEnrollment: a remote peer's CSR + token → an activated grant and a client certificate.
 
-validate → claim token → issue → verify → activate. Compensations are
-registered before the step they undo and run in reverse; which of them run is
-decided by the failure policy table (``federation.policy``).
+validate → claim token (and grant) → issue → verify → activate. Each compensation is
+registered before the step it undoes, together with the rule that decides whether it
+runs; on failure they run in reverse. All of them are database steps: the CA revocation
+of whatever this run had signed is handed to a RevokeCertificates run of its own, so
+neither a slow CA nor a refusing one holds up the token, the audit row or the answer.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
+from workflows.certificates import start_revocation
 from workflows.common import GRANT_ID, OUTCOME, PEER_ID, SHORT_STEP, UNTIL_DONE
 
 with workflow.unsafe.imports_passed_through():
@@ -26,14 +29,17 @@ with workflow.unsafe.imports_passed_through():
         IssueInput,
         RedeemActivities,
         ReleaseInput,
-        RevokeInput,
         Validated,
         ValidateInput,
         Verified,
         VerifyInput,
+        WithdrawInput,
+        Withdrawn,
     )
-    from federation.policy import REDEEM_FAILURE_POLICY, rule_for
+    from federation.policy import REDEEM_FAILURE_POLICY, FailureRule, http_status_for, rule_for
 
+# Verification is pure computation: a second attempt covers a busy worker, more would not help.
+VERIFY_STEP = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=2)
 CA_CALL = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     maximum_interval=timedelta(seconds=5),
@@ -62,10 +68,33 @@ class RedeemResult:
     csr_fingerprint: str
 
 
+@dataclass(frozen=True)
+class Compensation:
+    """An undo step and the rule that decides, from the failure's policy, whether it runs."""
+
+    name: str
+    applies: Callable[[FailureRule], bool]
+    run: Callable[[], Awaitable[object]]
+
+
+def _always(_: FailureRule) -> bool:
+    return True
+
+
+def _when_released(rule: FailureRule) -> bool:
+    return rule.releases_token
+
+
+def _when_burnt(rule: FailureRule) -> bool:
+    return rule.burns_token
+
+
 @workflow.defn(name="RedeemEnrollment")
 class RedeemEnrollment:
     def __init__(self) -> None:
         self._step = "starting"
+        # What a timeout of the current step means (see _classify).
+        self._timeout_kind = "Unavailable"
 
     @workflow.query
     def progress(self) -> str:
@@ -74,10 +103,10 @@ class RedeemEnrollment:
 
     @workflow.run
     async def run(self, arg: RedeemInput) -> RedeemResult:
-        undo: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        undo: list[Compensation] = []
         issued: Issued | None = None
         try:
-            self._step = "validating request"
+            self._at("validating request")
             v: Validated = await workflow.execute_local_activity_method(
                 RedeemActivities.validate,
                 ValidateInput(arg.token_hash, arg.csr_pem),
@@ -88,28 +117,32 @@ class RedeemEnrollment:
                 [GRANT_ID.value_set(v.grant_id), PEER_ID.value_set(v.peer_id)]
             )
 
-            self._step = "claiming token"
-            undo.append(("release", lambda: self._settle_token(arg, v, release=True)))
-            undo.append(("burn", lambda: self._settle_token(arg, v, release=False)))
+            self._at("claiming token")
+            settle = ReleaseInput(arg.token_hash, v.csr_fingerprint)
+            undo.append(Compensation("release the claim", _when_released, self._release(settle)))
+            undo.append(Compensation("burn the token", _when_burnt, self._burn(settle)))
             await workflow.execute_local_activity_method(
                 RedeemActivities.claim_token,
-                ClaimInput(arg.token_hash, v.peer_id, v.csr_fingerprint),
+                ClaimInput(arg.token_hash, v.grant_id, v.peer_id, v.csr_fingerprint),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=SHORT_STEP,
             )
 
-            self._step = "issuing certificate"
+            # Before the CA is called: the reply may be lost after the CA signed.
+            withdraw = self._withdraw(arg.request_id)
+            undo.append(Compensation("withdraw this run's certificates", _always, withdraw))
+            self._at("issuing certificate", timeout_kind="CAUnavailable")
             issued = await workflow.execute_activity_method(
                 RedeemActivities.issue_certificate,
-                IssueInput(arg.csr_pem, v.grant_id, v.subject_user_id),
+                IssueInput(
+                    arg.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint
+                ),
                 start_to_close_timeout=timedelta(seconds=10),
                 schedule_to_close_timeout=timedelta(seconds=arg.ca_retry_seconds),
                 retry_policy=CA_CALL,
             )
-            serial = issued.serial
-            undo.append(("certificate", lambda: self._revoke(serial)))
 
-            self._step = "verifying certificate"
+            self._at("verifying certificate")
             verified: Verified = await workflow.execute_local_activity_method(
                 RedeemActivities.verify_certificate,
                 VerifyInput(
@@ -119,12 +152,12 @@ class RedeemEnrollment:
                     v.subject_user_id,
                     v.public_key_der_b64,
                 ),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=SHORT_STEP,
+                start_to_close_timeout=timedelta(seconds=5),
+                retry_policy=VERIFY_STEP,
             )
 
-            self._step = "activating grant"
-            await workflow.execute_local_activity_method(
+            self._at("activating grant")
+            activated: Withdrawn = await workflow.execute_local_activity_method(
                 RedeemActivities.activate,
                 ActivateInput(
                     arg.request_id,
@@ -139,8 +172,14 @@ class RedeemEnrollment:
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=UNTIL_DONE,
             )
+            # A retry after a lost CA reply signed twice: the other one goes.
+            await start_revocation(
+                request_id=arg.request_id,
+                serials=activated.serials,
+                reason="superfluous certificate of this enrollment",
+            )
         except (ActivityError, ApplicationError) as err:
-            kind, message = _classify(err)
+            kind, message = self._classify(err)
             await self._fail(arg, kind, message, undo, issued)
             raise ApplicationError(message, type=kind, non_retryable=True) from None
 
@@ -158,31 +197,37 @@ class RedeemEnrollment:
             csr_fingerprint=v.csr_fingerprint,
         )
 
+    def _at(self, step: str, *, timeout_kind: str = "Unavailable") -> None:
+        self._step = step
+        self._timeout_kind = timeout_kind
+
     async def _fail(
         self,
         arg: RedeemInput,
         kind: str,
         message: str,
-        undo: list[tuple[str, Callable[[], Awaitable[object]]]],
+        undo: list[Compensation],
         issued: Issued | None,
     ) -> None:
         rule = rule_for(kind)
         self._step = f"compensating ({kind})"
-        for what, compensate in reversed(undo):
-            if what == "release" and not rule.releases_token:
+        for compensation in reversed(undo):
+            if not compensation.applies(rule):
                 continue
-            if what == "burn" and not rule.burns_token:
-                continue
-            if what == "certificate" and not rule.revoke_certificate:
-                continue
-            await compensate()
+            try:
+                await compensation.run()
+            except (ActivityError, ApplicationError) as failed:
+                # The rest still runs; the ledger and reconcile finish what this left.
+                workflow.logger.warning(
+                    "compensation %r did not finish: %s", compensation.name, failed
+                )
         await workflow.execute_local_activity_method(
             RedeemActivities.record_denial,
             DenialInput(
                 arg.request_id,
                 arg.token_hash,
                 kind,
-                rule.http_status,
+                http_status_for(kind),
                 message,
                 issued.serial if issued else None,
                 idempotency_key=f"{workflow.info().run_id}:denial",
@@ -193,35 +238,69 @@ class RedeemEnrollment:
         workflow.upsert_search_attributes([OUTCOME.value_set(f"denied:{kind}")])
         self._step = f"denied ({kind})"
 
-    async def _settle_token(self, arg: RedeemInput, v: Validated, *, release: bool) -> object:
-        """Release the claim, or mark the token burnt so reconcile leaves it alone."""
-        step = RedeemActivities.release_claim if release else RedeemActivities.burn_token
-        return await workflow.execute_local_activity_method(
-            step,
-            ReleaseInput(arg.token_hash, v.csr_fingerprint),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=UNTIL_DONE,
-        )
+    def _release(self, settle: ReleaseInput) -> Callable[[], Awaitable[object]]:
+        async def release() -> object:
+            return await workflow.execute_local_activity_method(
+                RedeemActivities.release_claim,
+                settle,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=UNTIL_DONE,
+            )
 
-    async def _revoke(self, serial: str) -> object:
-        return await workflow.execute_activity_method(
-            RedeemActivities.revoke_certificate,
-            RevokeInput(serial, "enrollment rolled back"),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=UNTIL_DONE,
-        )
+        return release
 
+    def _burn(self, settle: ReleaseInput) -> Callable[[], Awaitable[object]]:
+        """Mark the token burnt so reconcile leaves it alone."""
 
-def _classify(err: ActivityError | ApplicationError) -> tuple[str, str]:
-    """(failure kind, safe message) of a failed activity.
+        async def burn() -> object:
+            return await workflow.execute_local_activity_method(
+                RedeemActivities.burn_token,
+                settle,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=UNTIL_DONE,
+            )
 
-    A local activity's failure can surface as the bare ApplicationError, a
-    regular one as an ActivityError wrapping it: both are handled.
-    """
-    cause = err.cause if isinstance(err, ActivityError) else err
-    if isinstance(cause, ApplicationError) and cause.type in REDEEM_FAILURE_POLICY:
-        return cause.type, cause.message
-    if isinstance(cause, TimeoutError):
-        # Only the CA call has a schedule-to-close deadline: it ran out of retries.
-        return "CAUnavailable", "certificate authority unreachable; try again later"
-    return "Unavailable", "enrollment could not complete; try again later"
+        return burn
+
+    def _withdraw(self, request_id: str) -> Callable[[], Awaitable[object]]:
+        """Decide the revocation of this run's unpinned certificates; the CA part runs apart."""
+
+        async def withdraw() -> object:
+            withdrawn: Withdrawn = await workflow.execute_local_activity_method(
+                RedeemActivities.withdraw_certificates,
+                WithdrawInput("enrollment rolled back"),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=UNTIL_DONE,
+            )
+            await start_revocation(
+                request_id=request_id, serials=withdrawn.serials, reason="enrollment rolled back"
+            )
+            return withdrawn
+
+        return withdraw
+
+    def _classify(self, err: ActivityError | ApplicationError) -> tuple[str, str]:
+        """(failure kind, safe message) of a failed step.
+
+        A domain error keeps its own kind. A timeout means what the step that ran out
+        of time says: only the CA call's deadline is a CA outage; a database or
+        verification step that times out is ``Unavailable``. A local activity's failure
+        can surface as the bare ApplicationError, a regular one wrapped in ActivityError.
+        """
+        cause = err.cause if isinstance(err, ActivityError) else err
+        if isinstance(cause, ApplicationError) and cause.type in REDEEM_FAILURE_POLICY:
+            return cause.type, cause.message
+        if isinstance(cause, TimeoutError) and self._ca_was_the_last_failure(cause):
+            return "CAUnavailable", "certificate authority unreachable; try again later"
+        return "Unavailable", f"enrollment could not complete ({self._step}); try again later"
+
+    def _ca_was_the_last_failure(self, timeout: TimeoutError) -> bool:
+        """A deadline that passed on the CA step, whose last attempt failed at the CA (it
+        answered 5xx, was unreachable, or hung). A step that never got a worker in time
+        is an overloaded gateway, not a CA outage."""
+        if self._timeout_kind != "CAUnavailable":
+            return False
+        last = timeout.cause
+        if isinstance(last, ApplicationError):
+            return last.type == "CAUnavailable"
+        return isinstance(last, TimeoutError)

@@ -1,20 +1,21 @@
-"""RevokeGrant: grant → revoked, its certificate revoked at the CA, its peer → revoked."""
+"""RevokeGrant: grant → revoked, every certificate of it decided for revocation and the
+peers holding them → revoked (one transaction), then each certificate revoked at the CA.
+
+Running it again on a revoked grant re-drives the CA part: a revocation the CA refused
+or could not take is finished by a later run (or by the reconcile sweep)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
+from workflows.certificates import revoke_all
 from workflows.common import GRANT_ID, PEER_ID, UNTIL_DONE
 
 with workflow.unsafe.imports_passed_through():
-    from activities.redeem import RedeemActivities, RevokeInput
-    from activities.revoke import GrantRevoked, MarkGrantInput, MarkPeerInput, RevokeActivities
-
-CA_CALL = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+    from activities.revoke import GrantRevoked, MarkGrantInput, RevokeActivities
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,10 @@ class RevokeGrantInput:
 @dataclass(frozen=True)
 class RevokeGrantResult:
     grant_id: str
-    cert_serial: str | None
-    certificate_revoked: bool
-    peer_revoked: bool
+    # Revoked at the CA by this run; left: refused or unreachable (reconcile retries).
+    certificates_revoked: list[str] = field(default_factory=list)
+    certificates_left: list[str] = field(default_factory=list)
+    peers_revoked: list[str] = field(default_factory=list)
 
 
 @workflow.defn(name="RevokeGrant")
@@ -45,7 +47,7 @@ class RevokeGrant:
     @workflow.run
     async def run(self, arg: RevokeGrantInput) -> RevokeGrantResult:
         workflow.upsert_search_attributes([GRANT_ID.value_set(arg.grant_id)])
-        self._step = "revoking the grant"
+        self._step = "revoking the grant, its certificates in the ledger, and its peer"
         grant: GrantRevoked = await workflow.execute_local_activity_method(
             RevokeActivities.mark_grant,
             MarkGrantInput(arg.request_id, arg.grant_id, arg.reason, arg.actor),
@@ -53,24 +55,9 @@ class RevokeGrant:
             retry_policy=UNTIL_DONE,
         )
         workflow.upsert_search_attributes([PEER_ID.value_set(grant.peer_id)])
-        if grant.cert_serial is None:  # never enrolled: nothing was issued
-            self._step = "done"
-            return RevokeGrantResult(arg.grant_id, None, False, False)
-
-        self._step = f"revoking certificate {grant.cert_serial} at the CA"
-        # The grant is already revoked here, so the CA may take its time: keep trying.
-        await workflow.execute_activity_method(
-            RedeemActivities.revoke_certificate,
-            RevokeInput(grant.cert_serial, arg.reason or "grant revoked"),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=CA_CALL,
-        )
-        self._step = "revoking the peer"
-        peer_revoked: bool = await workflow.execute_local_activity_method(
-            RevokeActivities.mark_peer,
-            MarkPeerInput(arg.request_id, grant.peer_id, grant.cert_serial),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=UNTIL_DONE,
-        )
-        self._step = "done"
-        return RevokeGrantResult(arg.grant_id, grant.cert_serial, True, peer_revoked)
+        serials = grant.pending_serials
+        self._step = f"revoking {len(serials)} certificate(s) at the CA"
+        # The grant is already revoked here, so the CA may take its time.
+        revoked, left = await revoke_all(serials, arg.reason or "grant revoked")
+        self._step = "done" if not left else f"left to reconcile: {', '.join(left)}"
+        return RevokeGrantResult(arg.grant_id, revoked, left, grant.peers_revoked)

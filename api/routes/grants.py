@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
-from temporalio.client import WorkflowFailureError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from fastapi import APIRouter, Body, Query, Response
+from temporalio.common import WorkflowIDReusePolicy
 
 from api.deps import AdminDep, GatewayDep, RequestIdDep, SessionDep, TemporalDep
+from api.paging import CreatedPage, CursorQuery, LimitQuery, paged_responses
 from api.schemas import (
+    CertificateOut,
     GrantCreate,
     GrantOut,
     GrantRevoke,
@@ -19,8 +18,9 @@ from api.schemas import (
     TokenOut,
     problem_responses,
 )
-from federation import grants
-from federation.errors import Conflict
+from api.workflow_runs import RunStart, start_or_attach
+from federation import grants, ledger, revocation
+from federation.errors import Conflict, from_kind
 from federation.runs import revoke_workflow_id
 from workflows.revoke import RevokeGrant, RevokeGrantInput
 
@@ -47,14 +47,22 @@ async def create_grant(
     return GrantOut.of(grant)
 
 
-@router.get("", response_model=list[GrantOut], responses=problem_responses(401, 403, 422))
+@router.get("", response_model=list[GrantOut], responses=paged_responses(401, 403, 422))
 async def list_grants(
     session: SessionDep,
     _: AdminDep,
+    response: Response,
     peer: Annotated[uuid.UUID | None, Query(description="only grants of this peer")] = None,
     status: Annotated[GrantStatus | None, Query()] = None,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
 ) -> list[GrantOut]:
-    return [GrantOut.of(g) for g in await grants.list_grants(session, peer_id=peer, status=status)]
+    """Grants, oldest first; with ``limit``, one page and ``X-Next-Cursor`` if more follow."""
+    page = CreatedPage("grants", limit, cursor)
+    rows = await grants.list_grants(
+        session, peer_id=peer, status=status, after=page.after, limit=page.fetch
+    )
+    return [GrantOut.of(g) for g in page.trim(rows, response)]
 
 
 @router.get("/{grant_id}", response_model=GrantOut, responses=problem_responses(401, 403, 404, 422))
@@ -78,44 +86,54 @@ async def revoke_grant(
 ) -> GrantOut:
     """Revoke a grant for good, through the ``RevokeGrant`` workflow.
 
-    The grant is revoked, its certificate revoked at the CA, its peer marked
-    revoked; the reason is audited. 409 if it is already revoked.
+    The grant is revoked, every certificate the CA signed for it is revoked at the CA
+    and the peer holding one is marked revoked; the reason is audited. 409 if it is
+    already revoked and nothing is left to do; a revocation the CA did not finish
+    (refused, unreachable) is driven again by the same request.
     """
     grant = await grants.get_grant(session, grant_id)
-    if grant.status == "revoked":
+    if grant.status == "revoked" and not await revocation.grant_revocation_unfinished(
+        session, grant_id
+    ):
         raise Conflict("grant is already revoked")
     await session.rollback()  # no connection held while the workflow runs
     settings = gateway.settings
-    try:
-        handle = await temporal.start_workflow(
-            RevokeGrant.run,
-            RevokeGrantInput(request_id, str(grant_id), body.reason if body else None, actor),
+    outcome = await start_or_attach(
+        temporal,
+        RevokeGrant.run,
+        RevokeGrantInput(request_id, str(grant_id), body.reason if body else None, actor),
+        RunStart(
             id=revoke_workflow_id(str(grant_id)),
             task_queue=settings.mosaic_task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            memo={"requestId": request_id},
-            static_summary=f"Revoke grant {grant_id}",
-            static_details=(
-                "Marks the grant revoked (final), revokes its client certificate at the CA"
-                " and marks the peer holding that certificate revoked. Requested by"
-                f" {actor}; the reason is in the audit log."
+            request_id=request_id,
+            summary=f"Revoke grant {grant_id}",
+            details=(
+                "Marks the grant revoked (final), decides the revocation of every certificate"
+                " the CA signed for it, marks the peer holding one revoked, and revokes them"
+                f" at the CA. Requested by {actor}; the reason is in the audit log."
             ),
-        )
-    except WorkflowAlreadyStartedError:
-        raise Conflict("grant is already revoked") from None
-    try:
-        await asyncio.wait_for(handle.result(), timeout=settings.mosaic_enroll_wait_seconds)
-    except TimeoutError:
-        # The grant row is revoked first; the CA call keeps retrying in the workflow.
-        pass
-    except WorkflowFailureError as failure:
-        cause = failure.cause
-        if isinstance(cause, ApplicationError) and cause.type == "Conflict":
-            raise Conflict(cause.message) from None
-        raise
+            reuse=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        ),
+        # The grant is revoked first; past the wait the CA part goes on in the run.
+        wait_seconds=settings.mosaic_enroll_wait_seconds,
+    )
+    if outcome.failure is not None:
+        raise from_kind(outcome.failure.type or "Unavailable", outcome.failure.message)
     await session.refresh(grant)
     return GrantOut.of(grant)
+
+
+@router.get(
+    "/{grant_id}/certificates",
+    response_model=list[CertificateOut],
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def grant_certificates(
+    grant_id: uuid.UUID, session: SessionDep, _: AdminDep
+) -> list[CertificateOut]:
+    """Every certificate the CA was asked to sign for this grant (the ledger), newest first."""
+    await grants.get_grant(session, grant_id)
+    return [CertificateOut.of(c) for c in await ledger.certificates_of_grant(session, grant_id)]
 
 
 @router.post(
@@ -142,5 +160,8 @@ async def create_token(
         request_id=request_id,
     )
     return TokenOut(
-        token=issued.token, expires_at=issued.expires_at, enrollment_url=issued.enrollment_url
+        token=issued.token,
+        expires_at=issued.expires_at,
+        enrollment_url=issued.enrollment_url,
+        withdrawn_tokens=issued.withdrawn_tokens,
     )

@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import tempfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,11 +27,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from federation.ca.base import IssuedCertificate, IssueRequest
+from federation.ca.base import IssuedCertificate, IssueRequest, checked_id, checked_serial
 from federation.ca.hierarchy import certificate_pem, encrypted_key_pem, new_hierarchy
 from federation.errors import CARefused, CAUnavailable
 from federation.pki.certs import serial_hex
 from federation.pki.der import encode_utf8string
+from federation.pki.fields import common_names
 from federation.pki.fingerprints import public_key_der
 from federation.pki.oids import GRANT_ID_OID, SUBJECT_USER_ID_OID
 
@@ -129,8 +129,9 @@ class BuiltinCA:
         return all((self._directory / path).is_file() for path in _CA_FILES)
 
     def _issue(self, request: IssueRequest) -> IssuedCertificate:
-        grant_id = _canonical_uuid(request.grant_id, "grant id")
-        subject_user_id = _canonical_uuid(request.subject_user_id, "subject user id")
+        grant_id = checked_id(request.grant_id, "grant id")
+        subject_user_id = checked_id(request.subject_user_id, "subject user id")
+        serial = checked_serial(request.serial)
         csr = _load_csr(request.csr_pem)
         common_name = _csr_common_name(csr)
         dns_names = _csr_dns_names(csr) or [common_name]
@@ -157,7 +158,7 @@ class BuiltinCA:
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(self._intermediate.subject)
             .public_key(public_key)
-            .serial_number(x509.random_serial_number())
+            .serial_number(serial)
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
             .add_extension(_leaf_key_usage(), critical=True)
@@ -286,18 +287,6 @@ def _leaf_key_usage() -> x509.KeyUsage:
     )
 
 
-def _canonical_uuid(value: str, label: str) -> str:
-    # The value goes into the certificate verbatim, and verification demands the
-    # canonical form, so refuse anything else here rather than issue a dud.
-    try:
-        canonical = str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        raise CARefused(f"{label} is not a UUID") from None
-    if canonical != value:
-        raise CARefused(f"{label} is not a canonical lowercase UUID")
-    return value
-
-
 def _load_csr(pem: str) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(pem.encode("utf-8"))
@@ -314,10 +303,10 @@ def _load_csr(pem: str) -> x509.CertificateSigningRequest:
 
 
 def _csr_common_name(csr: x509.CertificateSigningRequest) -> str:
-    attributes = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(attributes) != 1 or not isinstance(attributes[0].value, str) or not attributes[0].value:
+    names = common_names(csr.subject)
+    if len(names) != 1 or not names[0]:
         raise CARefused("CSR must have exactly one common name")
-    return attributes[0].value
+    return names[0]
 
 
 def _csr_dns_names(csr: x509.CertificateSigningRequest) -> list[str]:

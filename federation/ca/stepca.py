@@ -15,7 +15,6 @@ import re
 import secrets
 import ssl
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,11 +24,11 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from federation.ca.base import IssuedCertificate, IssueRequest
+from federation.ca.base import IssuedCertificate, IssueRequest, checked_id, checked_serial
 from federation.ca.stepca_init import jwk_thumbprint
 from federation.errors import CARefused, CAUnavailable
+from federation.pki.fields import common_names
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +37,14 @@ _REFUSED = "certificate authority refused the request"
 _TOKEN_LIFETIME_SECONDS = 300
 _HEX_SERIAL = re.compile(r"[0-9a-f]+")
 _SHA256 = hashes.SHA256()
+
+
+class StepCAConfigError(ValueError):
+    """A constructor argument step-ca cannot work with; ``argument`` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class StepCA:
@@ -52,14 +59,26 @@ class StepCA:
         root_cert_path: Path,
         provisioner_name: str = "mosaic-fed",
         timeout: float = 5.0,
+        lifetime_seconds: int = 24 * 3600,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.netloc:
-            raise ValueError("step-ca URL must be https://host[:port]")
+            raise StepCAConfigError("url", "step-ca URL must be https://host[:port]")
         self._url = f"https://{parts.netloc}{parts.path.rstrip('/')}"
         self._provisioner_name = provisioner_name
-        self._key, self._kid = _load_provisioner_key(provisioner_key_json)
-        self._roots = x509.load_pem_x509_certificates(Path(root_cert_path).read_bytes())
+        self._lifetime = f"{int(lifetime_seconds)}s"
+        try:
+            self._key, self._kid = _load_provisioner_key(provisioner_key_json)
+        except ValueError as exc:
+            raise StepCAConfigError("provisioner_key_json", str(exc)) from None
+        try:
+            self._roots = x509.load_pem_x509_certificates(Path(root_cert_path).read_bytes())
+        except OSError as exc:
+            reason = f"cannot read {root_cert_path}: {exc.strerror or type(exc).__name__}"
+            raise StepCAConfigError("root_cert_path", reason) from None
+        except ValueError:
+            reason = f"{root_cert_path} holds no PEM certificate"
+            raise StepCAConfigError("root_cert_path", reason) from None
         # cafile= alone means no system CAs: only our root can vouch for the CA.
         tls = ssl.create_default_context(cafile=str(root_cert_path))
         self._client = httpx.AsyncClient(base_url=self._url, verify=tls, timeout=timeout)
@@ -78,12 +97,13 @@ class StepCA:
         await self.aclose()
 
     async def issue(self, request: IssueRequest) -> IssuedCertificate:
-        grant_id = _canonical_uuid(request.grant_id, "grant_id")
-        subject_user_id = _canonical_uuid(request.subject_user_id, "subject_user_id")
+        grant_id = checked_id(request.grant_id, "grant id")
+        subject_user_id = checked_id(request.subject_user_id, "subject user id")
+        serial = checked_serial(request.serial)
         try:
             csr = x509.load_pem_x509_csr(request.csr_pem.encode("ascii"))
-        except (ValueError, UnicodeEncodeError):
-            raise ValueError("csr_pem is not a PEM certificate request") from None
+        except (ValueError, UnicodeEncodeError, AttributeError):
+            raise CARefused("CSR could not be parsed") from None
         common_name = _common_name(csr)
         sans = _sans(csr) or [common_name]
         csr_der = csr.public_bytes(serialization.Encoding.DER)
@@ -97,9 +117,12 @@ class StepCA:
                 "cnf": {"x5rt#S256": _b64url(hashlib.sha256(csr_der).digest())},
                 "mosaic_grant_id": grant_id,
                 "mosaic_subject_user_id": subject_user_id,
+                # federation.tpl sets the certificate's serial from it (decimal).
+                "mosaic_serial": str(serial),
             },
         )
-        body = await self._post("/1.0/sign", {"csr": request.csr_pem, "ott": ott}, ott)
+        payload = {"csr": request.csr_pem, "ott": ott, "notAfter": self._lifetime}
+        body = await self._post("/1.0/sign", payload, ott)
         issued = _issued_certificate(body, self._roots)
         logger.info(
             "step-ca issued certificate",
@@ -108,8 +131,8 @@ class StepCA:
         return issued
 
     async def revoke(self, serial: str, *, reason: str) -> None:
-        if not _HEX_SERIAL.fullmatch(serial):
-            raise ValueError("serial must be lowercase hex without a 0x prefix")
+        if not isinstance(serial, str) or not _HEX_SERIAL.fullmatch(serial):
+            raise CARefused("serial must be lowercase hex without a 0x prefix")
         # step-ca keys its certificate and revocation tables by the decimal serial.
         decimal_serial = str(int(serial, 16))
         ott = self._token(audience=f"{self._url}/1.0/revoke", subject=decimal_serial, extra={})
@@ -197,24 +220,14 @@ def _load_provisioner_key(provisioner_key_json: str) -> tuple[ec.EllipticCurvePr
     return key, str(kid)
 
 
-def _canonical_uuid(value: str, field: str) -> str:
-    # The value is embedded verbatim in the certificate and compared later, so
-    # only the canonical lowercase hyphenated form is accepted.
-    try:
-        parsed = uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        raise ValueError(f"{field} must be a UUID") from None
-    if str(parsed) != value:
-        raise ValueError(f"{field} must be a canonical lowercase UUID")
-    return value
-
-
 def _common_name(csr: x509.CertificateSigningRequest) -> str:
-    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else ""
-    if not isinstance(value, str) or not value:
-        raise ValueError("CSR has no common name; step-ca needs it as the token subject")
-    return value
+    try:
+        names = common_names(csr.subject)
+    except ValueError:
+        raise CARefused("CSR subject could not be parsed") from None
+    if not names or not names[0]:
+        raise CARefused("CSR has no common name; step-ca needs it as the token subject")
+    return names[0]
 
 
 def _sans(csr: x509.CertificateSigningRequest) -> list[str]:
@@ -222,6 +235,8 @@ def _sans(csr: x509.CertificateSigningRequest) -> list[str]:
         ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise CARefused("CSR extensions could not be parsed") from None
     sans: list[str] = []
     for name in ext.value:
         if isinstance(name, x509.DNSName | x509.RFC822Name | x509.UniformResourceIdentifier):
@@ -230,7 +245,7 @@ def _sans(csr: x509.CertificateSigningRequest) -> list[str]:
             sans.append(str(name.value))
         else:
             # step-ca's `sans` claim can only express DNS, IP, email and URI.
-            raise ValueError(f"CSR has a SAN type step-ca cannot authorise: {type(name).__name__}")
+            raise CARefused(f"CSR has a SAN type step-ca cannot authorise: {type(name).__name__}")
     return sans
 
 

@@ -170,7 +170,8 @@ def _ca_config(
                     "name": PROVISIONER_NAME,
                     "key": public_jwk,
                     "claims": {
-                        "minTLSCertDuration": "5m",
+                        # MOSAIC_CERT_LIFETIME_SECONDS may be as short as 60 s.
+                        "minTLSCertDuration": "30s",
                         "maxTLSCertDuration": "2160h",
                         "defaultTLSCertDuration": "720h",
                     },

@@ -7,7 +7,6 @@ the peer; library detail goes to ``cause`` for the log.
 from __future__ import annotations
 
 import hmac
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,6 +24,7 @@ from cryptography.x509.verification import (
 
 from federation.errors import CertificateRejected
 from federation.pki.der import decode_utf8string
+from federation.pki.fields import equal_text, is_canonical_uuid
 from federation.pki.fingerprints import fingerprint_sha256, public_key_der
 from federation.pki.oids import GRANT_ID_OID, SUBJECT_USER_ID_OID
 
@@ -130,9 +130,9 @@ def verify_issued_certificate(
         _check_chain(leaf, intermediates, roots, now)
 
     grant_id, subject_user_id = read_mosaic_oids(leaf)
-    if expected_grant_id is not None and not _equal(grant_id, expected_grant_id):
+    if expected_grant_id is not None and not equal_text(grant_id, expected_grant_id):
         raise CertificateRejected("issued certificate grant id OID does not match the grant")
-    if expected_subject_user_id is not None and not _equal(
+    if expected_subject_user_id is not None and not equal_text(
         subject_user_id, expected_subject_user_id
     ):
         raise CertificateRejected(
@@ -183,16 +183,9 @@ def _read_uuid_extension(cert: x509.Certificate, oid: x509.ObjectIdentifier, lab
         raise CertificateRejected(
             f"issued certificate {label} OID is not a DER UTF8String", cause=str(exc)
         ) from None
-    if not _is_canonical_uuid(value):
+    if not is_canonical_uuid(value):
         raise CertificateRejected(f"issued certificate {label} OID is not a canonical UUID")
     return value
-
-
-def _is_canonical_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
 
 
 def _check_public_key(leaf: x509.Certificate, expected_public_key_der: bytes) -> None:
@@ -299,7 +292,3 @@ def _common_name(leaf: x509.Certificate) -> str:
 def _as_utc(at: datetime) -> datetime:
     # A naive time is taken as UTC, like the library's own verifier does.
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

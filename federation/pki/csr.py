@@ -6,7 +6,6 @@ back to the remote peer, and never echoes more of the CSR than it must.
 
 from __future__ import annotations
 
-import hmac
 import re
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from federation.errors import InvalidCSR
+from federation.pki.fields import equal_text
 from federation.pki.fingerprints import fingerprint_sha256, public_key_der
 
 # P-521 is left out although X.509 allows it: the Mozilla root store policy and
@@ -77,9 +77,9 @@ def check_csr(
     sans = _check_extensions(csr)
     common_name = _common_name(csr)
 
-    if expected_common_name is not None and not _equal(common_name, expected_common_name):
+    if expected_common_name is not None and not equal_text(common_name, expected_common_name):
         raise InvalidCSR("CSR common name does not match the peer's common name")
-    if sans and (len(sans) != 1 or not _equal(sans[0], common_name)):
+    if sans and (len(sans) != 1 or not equal_text(sans[0], common_name)):
         raise InvalidCSR("CSR subject alternative names must be exactly the common name")
 
     return CheckedCSR(
@@ -183,7 +183,3 @@ def _common_name(csr: x509.CertificateSigningRequest) -> str:
     if not value.isprintable():
         raise InvalidCSR("CSR common name contains control characters")
     return value
-
-
-def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

@@ -86,7 +86,7 @@ add_provisioner() {
         --type JWK \
         --public-key "${public_key}" \
         --x509-template "${template}" \
-        --x509-min-dur 5m \
+        --x509-min-dur 30s \
         --x509-max-dur 2160h \
         --x509-default-dur 720h \
         --ca-config "${config}"

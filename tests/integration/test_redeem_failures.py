@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -11,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueRequest
-from federation.ca.builtin import BuiltinCA
 from federation.settings import Settings
 from tests.support.dbsnap import fetch_all
 from tests.support.factories import make_grant, make_token
 from tests.support.lanes import HookedCA, lane_with_ca
+from tests.support.ledger import ca_says_revoked, settled_ledger
 from tests.support.pki import make_csr
-from tests.support.stepca import ROGUE_TEMPLATE, StepCAServer
+from tests.support.stepca import StepCAServer
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -45,18 +44,6 @@ async def _denials(client: httpx.AsyncClient, grant_id: str) -> list[dict[str, o
     return list(audit)
 
 
-@pytest.fixture(scope="session")
-def rogue_step_ca(tmp_path_factory: pytest.TempPathFactory) -> StepCAServer:
-    """A real step-ca whose template forgets the Mosaic OIDs (the CRIT-1 misconfiguration)."""
-    directory = tmp_path_factory.mktemp("rogue-step-ca")
-    template = directory / "rogue.tpl"
-    template.write_text(ROGUE_TEMPLATE)
-    server = StepCAServer(directory / "ca", template_path=Path(template))
-    server.start()
-    yield server  # type: ignore[misc]
-    server.stop()
-
-
 async def _noop(_: IssueRequest, __: IssuedCertificate) -> None:
     return None
 
@@ -77,7 +64,12 @@ async def test_certificate_without_oids_is_502_revoked_and_grant_stays_pending(
         )
         assert response.status_code == 502
         assert "grant id OID" in response.json()["detail"]
-        assert len(rogue.revoked) == 1
+        # The rogue template ignores the reserved serial: the reservation and the
+        # certificate it signed are two rows, and both are revoked at the CA.
+        rows = await settled_ledger(db_engine, grant["id"])
+        assert len(rows) == 2 and {r["state"] for r in rows} == {"revoked"}
+        signed = [r["serial"] for r in rows if r["cert_pem"]]
+        assert len(signed) == 1 and await ca_says_revoked(rogue, signed[0])
         shown = (await client.get(f"/api/admin/federation/grants/{grant['id']}")).json()
         assert shown["status"] == "pending" and shown["certSerial"] is None
         peer = (await client.get(f"/api/admin/federation/peers/{grant['peerId']}")).json()
@@ -86,7 +78,7 @@ async def test_certificate_without_oids_is_502_revoked_and_grant_stays_pending(
         assert token_row["used_at"] is not None and token_row["burnt_at"] is not None
         denials = await _denials(client, grant["id"])
         assert [d["statusCode"] for d in denials] == [502]
-        assert denials[0]["certSerial"] == rogue.revoked[0]
+        assert denials[0]["certSerial"] == signed[0]
     await rogue.inner.aclose()  # type: ignore[attr-defined]
 
 
@@ -111,9 +103,9 @@ async def test_grant_revoked_between_claim_and_activation_is_409_and_cert_revoke
         csr_pem, _ = make_csr(grant["_peer"]["commonName"])
         response = await lane.post(f"/api/federation/enrollment/{token}", json={"csrPem": csr_pem})
     assert response.status_code == 409
-    assert len(hooked.revoked) == 1
-    if isinstance(ca, BuiltinCA):
-        assert ca.is_revoked(hooked.revoked[0])
+    rows = await settled_ledger(db_engine, grant["id"])
+    assert len(rows) == 1 and rows[0]["state"] == "revoked"
+    assert await ca_says_revoked(ca, rows[0]["serial"])
     shown = (await client.get(f"/api/admin/federation/grants/{grant['id']}")).json()
     assert shown["status"] == "revoked" and shown["certSerial"] is None
     peer = (await client.get(f"/api/admin/federation/peers/{grant['peerId']}")).json()

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from federation.ca.base import IssuedCertificate, IssueRequest
+from federation.ca.builtin import BuiltinCA
 from federation.ca.stepca import StepCA
 from federation.ca.stepca_init import init_step_ca, jwk_thumbprint
 from federation.errors import CARefused, CAUnavailable
@@ -136,9 +137,10 @@ async def test_issued_certificate_carries_grant_and_subject_user(stepca: StepCA)
         key.public_key().public_bytes(serialization.Encoding.DER, spki)
     )
     assert issued.serial == format(cert.serial_number, "x")
-    # 720h default from the provisioner claims, minus step-ca's 1 min backdate.
+    # The provider asks for its configured lifetime (24 h by default, MOSAIC_CERT_LIFETIME_SECONDS);
+    # notBefore is backdated a minute for peers whose clock is behind.
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    assert dt.timedelta(hours=719) < lifetime <= dt.timedelta(hours=721)
+    assert abs(lifetime - dt.timedelta(hours=24, minutes=1)) <= dt.timedelta(seconds=2)
 
 
 async def test_issued_certificate_chains_to_the_pinned_root(stepca: StepCA) -> None:
@@ -303,12 +305,19 @@ async def test_public_jwk_is_refused_as_provisioner_key(stepca_server: StepCASer
         (str(uuid.uuid4()).upper(), str(uuid.uuid4())),
     ],
 )
-async def test_ids_must_be_canonical_uuids(
-    stepca: StepCA, grant_id: str, subject_user_id: str
+async def test_ids_must_be_canonical_uuids_and_both_providers_refuse_alike(
+    stepca: StepCA, grant_id: str, subject_user_id: str, tmp_path: Path
 ) -> None:
+    # One contract (issue 10, hole 9): the same bad input is the same CARefused on both
+    # providers, never a ValueError that the workflow would retry as a CA outage.
     csr_pem, _ = make_csr()
-    with pytest.raises(ValueError, match="UUID"):
-        await stepca.issue(IssueRequest(csr_pem, grant_id, subject_user_id))
+    builtin = BuiltinCA.open_or_create(tmp_path / "builtin")
+    for provider in (stepca, builtin):
+        with pytest.raises(CARefused, match="canonical lowercase UUID"):
+            await provider.issue(IssueRequest(csr_pem, grant_id, subject_user_id))
+    for provider in (stepca, builtin):
+        with pytest.raises(CARefused, match="CSR"):
+            await provider.issue(IssueRequest("not a csr", str(uuid.uuid4()), str(uuid.uuid4())))
 
 
 async def test_tls_is_pinned_to_the_configured_root(
@@ -397,7 +406,7 @@ async def test_revoke_is_real_and_idempotent(
 
 
 async def test_revoke_rejects_a_non_hex_serial(stepca: StepCA) -> None:
-    with pytest.raises(ValueError, match="hex"):
+    with pytest.raises(CARefused, match="hex"):
         await stepca.revoke("0x1f", reason="test")
 
 

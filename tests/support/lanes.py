@@ -16,20 +16,31 @@ from api.app import create_app
 from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueRequest
 from federation.db.session import make_engine, make_sessionmaker
 from federation.settings import Settings
+from tests.support.faults import ActivityHook, Hook, client_with
 from workflows.worker import build_worker, remote_settings, sealer_from_settings
 
 
 @asynccontextmanager
 async def lane_with_ca(
-    settings: Settings, temporal_env: WorkflowEnvironment, ca: CertificateAuthority
+    settings: Settings,
+    temporal_env: WorkflowEnvironment,
+    ca: CertificateAuthority,
+    *,
+    hook: Hook | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """Yield an admin-authenticated client whose redeems run on a worker bound to ``ca``."""
+    """Yield an admin-authenticated client whose runs go to a worker bound to ``ca``.
+
+    With ``hook`` every activity of that worker (local ones too) runs through it, to
+    inject a fault or a race at a precise step (``tests.support.faults.ActivityHook``).
+    The client's app carries the lane's settings as ``client.lane_settings``.
+    """
     lane_settings = settings.model_copy(
         update={"mosaic_task_queue": f"{settings.mosaic_task_queue}-{uuid.uuid4().hex[:8]}"}
     )
     engine = make_engine(settings.effective_database_url)
+    temporal = client_with(temporal_env, [ActivityHook(hook)]) if hook else temporal_env.client
     worker = build_worker(
-        temporal_env.client,
+        temporal,
         task_queue=lane_settings.mosaic_task_queue,
         sessions=make_sessionmaker(engine),
         ca=ca,
@@ -45,6 +56,7 @@ async def lane_with_ca(
             transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
         ) as client,
     ):
+        client.lane_settings = lane_settings  # type: ignore[attr-defined]
         yield client
     await app.state.gateway.close()
     await engine.dispose()
@@ -67,6 +79,29 @@ class HookedCA:
     async def revoke(self, serial: str, *, reason: str) -> None:
         await self.inner.revoke(serial, reason=reason)
         self.revoked.append(serial)
+
+    def root_certificates(self) -> list[x509.Certificate]:
+        return self.inner.root_certificates()
+
+    async def check_health(self) -> None:
+        await self.inner.check_health()
+
+
+@dataclass
+class SplitCA:
+    """A real CA that signs, whose revocations go through another real provider: one
+    holding the wrong provisioner key, say, so that step-ca itself refuses them. Point
+    ``revoker`` back at the signing CA and the CA has "recovered"."""
+
+    inner: CertificateAuthority
+    revoker: CertificateAuthority
+    name: str = "split"
+
+    async def issue(self, request: IssueRequest) -> IssuedCertificate:
+        return await self.inner.issue(request)
+
+    async def revoke(self, serial: str, *, reason: str) -> None:
+        await self.revoker.revoke(serial, reason=reason)
 
     def root_certificates(self) -> list[x509.Certificate]:
         return self.inner.root_certificates()

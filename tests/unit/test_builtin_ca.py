@@ -149,7 +149,7 @@ async def test_issue_refuses_a_grant_id_that_is_not_a_uuid(ca: BuiltinCA) -> Non
     req = IssueRequest(
         csr_pem=make_csr_pem(), grant_id="grant-1", subject_user_id=str(uuid.uuid4())
     )
-    with pytest.raises(CARefused, match="grant id is not a UUID"):
+    with pytest.raises(CARefused, match="grant id is not a canonical lowercase UUID"):
         await ca.issue(req)
 
 

@@ -11,7 +11,18 @@
 {{- if or (not $grant) (not $user) -}}
   {{- fail "mosaic_grant_id and mosaic_subject_user_id must not be empty" -}}
 {{- end -}}
+{{- /*
+  The gateway reserves the serial in its certificate ledger before it calls the CA
+  (claim mosaic_serial, decimal), so even a lost reply leaves a revocable row.
+*/ -}}
+{{- $serial := .Token.mosaic_serial -}}
+{{- if and $serial (not (regexMatch "^[1-9][0-9]{0,47}$" (toString $serial))) -}}
+  {{- fail "mosaic_serial must be a positive decimal integer" -}}
+{{- end -}}
 {
+	{{- if $serial }}
+	"serialNumber": {{ toJson (toString $serial) }},
+	{{- end }}
 	"subject": {"commonName": {{ toJson .Subject.CommonName }}},
 	"sans": {{ toJson .SANs }},
 	"keyUsage": ["digitalSignature"],

@@ -1,0 +1,344 @@
+"""The certificate ledger (gateway B): every certificate the CA was asked to sign for a grant.
+
+It is the one source of truth for which serial is usable: the one pinned on its grant
+(state ``active``; a ``superseded`` one until its overlap ends). Every other row is, or
+will be, revoked at the CA:
+
+- the serial is reserved (``requested``) before the CA is called, so a lost reply still
+  leaves a revocable row; the reply makes it ``issued``;
+- a decision to revoke sets ``revoke_after`` (now, or the end of an overlap window);
+  whoever acts on it (the saga, a revocation run, the reconcile sweep) revokes at the CA
+  and only then marks the row ``revoked``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import Uuid, and_, insert, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueRequest
+from federation.db.models import Certificate, Grant, UTCDateTime, utcnow
+from federation.errors import ActivationLost, Conflict
+from federation.pki.certs import cert_not_after, load_certificate, serial_hex
+from federation.pki.fingerprints import fingerprint_sha256
+
+# A certificate in these states may still be valid at the CA.
+UNREVOKED = ("requested", "issued", "active", "superseded")
+
+
+def new_serial() -> int:
+    """A fresh random serial (159 bits, positive), as the ledger reserves it."""
+    return x509.random_serial_number()
+
+
+def serial_text(serial: int) -> str:
+    """How serials are stored and shown: lowercase hex, no prefix."""
+    return format(serial, "x")
+
+
+@dataclass(frozen=True)
+class Reservation:
+    serial: str
+    grant_id: uuid.UUID
+    peer_id: uuid.UUID
+    csr_fingerprint: str
+    purpose: str
+    issued_by: str
+
+
+async def sign(
+    sessions: async_sessionmaker[AsyncSession],
+    ca: CertificateAuthority,
+    request: IssueRequest,
+    *,
+    grant_id: uuid.UUID,
+    peer_id: uuid.UUID,
+    csr_fingerprint: str,
+    purpose: str,
+    issued_by: str,
+    grant_states: tuple[str, ...] = ("pending",),
+) -> IssuedCertificate:
+    """Have the CA sign with a serial the ledger reserved first; the answer is on the books
+    before this returns. Every call reserves a fresh serial (a retry after a lost reply
+    must not sign a second certificate under the first one's serial)."""
+    reservation = Reservation(
+        serial=serial_text(new_serial()),
+        grant_id=grant_id,
+        peer_id=peer_id,
+        csr_fingerprint=csr_fingerprint,
+        purpose=purpose,
+        issued_by=issued_by,
+    )
+    async with sessions() as session:
+        await reserve(session, reservation, grant_states=grant_states)
+    issued = await ca.issue(replace(request, serial=int(reservation.serial, 16)))
+    async with sessions() as session:
+        serial = await record_issued(session, reservation, issued.cert_pem)
+    return replace(issued, serial=serial)
+
+
+async def reserve(
+    session: AsyncSession, r: Reservation, *, grant_states: tuple[str, ...] = ("pending",)
+) -> None:
+    """Record the intent to sign (``requested``) and commit, before the CA is called.
+
+    Only while the grant is in one of ``grant_states`` (``pending`` for an enrollment,
+    ``active`` for a renewal), checked by the insert itself with the grant row locked:
+    a revocation either sees this row and decides it, or comes first and this refuses.
+    """
+    grant = (
+        select(
+            literal(r.serial),
+            Grant.id,
+            literal(r.peer_id, Uuid),
+            literal("requested"),
+            literal(r.purpose),
+            literal(r.csr_fingerprint),
+            literal(r.issued_by),
+            literal(utcnow(), UTCDateTime),
+            literal(utcnow(), UTCDateTime),
+        )
+        .where(Grant.id == r.grant_id, Grant.status.in_(grant_states))
+        .with_for_update()
+    )
+    columns = (
+        "serial",
+        "grant_id",
+        "peer_id",
+        "state",
+        "purpose",
+        "csr_fingerprint",
+        "issued_by",
+        "created_at",
+        "updated_at",
+    )
+    done = await session.execute(insert(Certificate).from_select(columns, grant))
+    await session.commit()
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        # The same outcome as losing the activation race (409), before anything is signed.
+        raise ActivationLost("grant is no longer " + " or ".join(grant_states))
+
+
+async def record_issued(session: AsyncSession, r: Reservation, cert_pem: str) -> str:
+    """The CA's answer: the row becomes ``issued`` with the certificate; returns its serial.
+
+    A CA that ignored the reserved serial (a template without ``serialNumber``) still
+    gets its certificate on the books, as a row of its own; the reserved row stays
+    ``requested`` and is revoked with the run's other leftovers.
+    """
+    cert = load_certificate(cert_pem)
+    serial = serial_hex(cert)
+    values = {
+        "state": "issued",
+        "cert_pem": cert_pem,
+        "fingerprint": fingerprint_sha256(cert.public_bytes(Encoding.DER)),
+        "not_before": cert.not_valid_before_utc,
+        "not_after": cert_not_after(cert),
+    }
+    if serial != r.serial:
+        existing = await session.get(Certificate, serial)
+        if existing is None:
+            session.add(
+                Certificate(
+                    serial=serial,
+                    grant_id=r.grant_id,
+                    peer_id=r.peer_id,
+                    purpose=r.purpose,
+                    csr_fingerprint=r.csr_fingerprint,
+                    issued_by=r.issued_by,
+                    **values,
+                )
+            )
+            await session.commit()
+            return serial
+    # Never undo a decision taken meanwhile: only the certificate's facts are written.
+    await session.execute(
+        update(Certificate)
+        .where(Certificate.serial == serial, Certificate.state.in_(("requested", "issued")))
+        .values(**values, updated_at=utcnow())
+    )
+    await session.commit()
+    return serial
+
+
+async def decide_revocation(
+    session: AsyncSession,
+    *,
+    reason: str,
+    after: datetime | None = None,
+    serials: Sequence[str] | None = None,
+    grant_id: uuid.UUID | None = None,
+    issued_by: str | None = None,
+    keep_active: bool = False,
+) -> list[str]:
+    """Mark rows to be revoked at the CA at ``after`` (default now); returns their serials.
+
+    Rows are selected by serial, by grant, or by the run that issued them; rows already
+    revoked or already decided are left as they are. With ``keep_active`` the pinned
+    certificate is spared (a failed run must not touch the grant's usable certificate).
+    Does not commit: callers make it part of their own transaction.
+    """
+    conditions: list[ColumnElement[bool]] = [
+        Certificate.state.in_(UNREVOKED),
+        Certificate.revoke_after.is_(None),
+    ]
+    if serials is not None:
+        conditions.append(Certificate.serial.in_(list(serials)))
+    if grant_id is not None:
+        conditions.append(Certificate.grant_id == grant_id)
+    if issued_by is not None:
+        conditions.append(Certificate.issued_by == issued_by)
+    if keep_active:
+        conditions.append(Certificate.state != "active")
+    rows = await session.execute(
+        update(Certificate)
+        .where(*conditions)
+        .values(revoke_after=after or utcnow(), revocation_reason=reason[:200], updated_at=utcnow())
+        .returning(Certificate.serial)
+    )
+    return [serial for (serial,) in rows]
+
+
+async def pending_revocations(
+    session: AsyncSession,
+    *,
+    grant_id: uuid.UUID | None = None,
+    issued_by: str | None = None,
+    due_by: datetime | None = None,
+    limit: int = 2000,
+) -> list[str]:
+    """Serials decided for revocation and not yet confirmed by the CA."""
+    query = select(Certificate.serial).where(
+        Certificate.state.in_(UNREVOKED), Certificate.revoke_after.is_not(None)
+    )
+    if grant_id is not None:
+        query = query.where(Certificate.grant_id == grant_id)
+    if issued_by is not None:
+        query = query.where(Certificate.issued_by == issued_by)
+    if due_by is not None:
+        query = query.where(Certificate.revoke_after <= due_by)
+    return list(await session.scalars(query.order_by(Certificate.revoke_after).limit(limit)))
+
+
+async def mark_revoked(session: AsyncSession, serial: str) -> bool:
+    """The CA confirmed the revocation of a decided row: it becomes ``revoked``."""
+    now = utcnow()
+    done = await session.execute(
+        update(Certificate)
+        .where(
+            Certificate.serial == serial,
+            Certificate.state.in_(UNREVOKED),
+            Certificate.revoke_after.is_not(None),
+        )
+        .values(state="revoked", revoked_at=now, updated_at=now)
+    )
+    await session.commit()
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def is_decided(session: AsyncSession, serial: str) -> bool:
+    """Whether the ledger decided to revoke ``serial`` (the CA may not know yet)."""
+    row = await session.get(Certificate, serial, populate_existing=True)
+    return row is not None and (row.state == "revoked" or row.revoke_after is not None)
+
+
+async def revoke_at_ca(
+    sessions: async_sessionmaker[AsyncSession], ca: CertificateAuthority, serial: str, reason: str
+) -> None:
+    """Carry one decision to the CA: revoke ``serial`` there, then mark the row ``revoked``.
+
+    Only what the ledger decided is ever revoked (``Conflict`` otherwise); the CA's
+    ``CAUnavailable`` / ``CARefused`` propagate and leave the row decided.
+    """
+    async with sessions() as session:
+        if not await is_decided(session, serial):
+            raise Conflict(f"certificate {serial} is not marked for revocation in the ledger")
+    await ca.revoke(serial, reason=reason)
+    async with sessions() as session:
+        await mark_revoked(session, serial)
+
+
+async def pin(session: AsyncSession, serial: str) -> bool:
+    """An issued row becomes the grant's usable certificate (``active``).
+
+    Part of the activation transaction; False when the row is gone or was decided
+    for revocation meanwhile (the activation must then be lost).
+    """
+    done = await session.execute(
+        update(Certificate)
+        .where(
+            Certificate.serial == serial,
+            Certificate.state.in_(("issued", "active")),
+            Certificate.revoke_after.is_(None),
+        )
+        .values(state="active", updated_at=utcnow())
+    )
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def orphans(
+    session: AsyncSession, *, older_than: datetime, limit: int = 2000
+) -> list[tuple[str, str]]:
+    """(serial, issuing run) of rows signed or asked for, never pinned nor decided."""
+    rows = await session.execute(
+        select(Certificate.serial, Certificate.issued_by)
+        .where(
+            Certificate.state.in_(("requested", "issued")),
+            Certificate.revoke_after.is_(None),
+            Certificate.created_at < older_than,
+        )
+        .limit(limit)
+    )
+    return [(serial, issued_by) for serial, issued_by in rows]
+
+
+async def decide_for_closed_grants(session: AsyncSession, *, limit: int = 2000) -> list[str]:
+    """Undecided rows of grants that are revoked or expired: every one of them goes."""
+    closed = select(Grant.id).where(Grant.status.in_(("revoked", "expired")))
+    serials = list(
+        await session.scalars(
+            select(Certificate.serial)
+            .where(
+                Certificate.state.in_(UNREVOKED),
+                Certificate.revoke_after.is_(None),
+                Certificate.grant_id.in_(closed),
+            )
+            .limit(limit)
+        )
+    )
+    if not serials:
+        return []
+    return await decide_revocation(session, reason="grant closed", serials=serials)
+
+
+async def certificates_of_grant(session: AsyncSession, grant_id: uuid.UUID) -> list[Certificate]:
+    """Every ledger row of a grant, newest first."""
+    rows = await session.scalars(
+        select(Certificate)
+        .where(Certificate.grant_id == grant_id)
+        .order_by(Certificate.created_at.desc(), Certificate.serial)
+    )
+    return list(rows)
+
+
+async def usable_serials(session: AsyncSession, grant_id: uuid.UUID) -> set[str]:
+    """Serials of a grant that open anything right now: pinned, or superseded in overlap."""
+    now = utcnow()
+    rows = await session.scalars(
+        select(Certificate.serial).where(
+            Certificate.grant_id == grant_id,
+            or_(
+                and_(Certificate.state == "active", Certificate.revoke_after.is_(None)),
+                and_(Certificate.state == "superseded", Certificate.revoke_after > now),
+            ),
+        )
+    )
+    return set(rows)
