@@ -37,7 +37,7 @@ from api.app import create_app
 from federation.ca.base import CertificateAuthority
 from federation.db.migrate import upgrade_async
 from federation.db.session import make_sessionmaker
-from federation.policy import REDEEM_FAILURE_POLICY
+from federation.policy import REDEEM_FAILURE_POLICY, http_status_for
 from federation.settings import Settings
 from tests.support.dbsnap import fetch_all
 from tests.support.services import PG_ADMIN_DSN, create_pg_database, drop_pg_database
@@ -175,17 +175,34 @@ def spawn_module(
 
     Call from the main thread: PR_SET_PDEATHSIG fires when the spawning *thread* exits.
     """
+    return spawn_command([sys.executable, "-m", module, *args], env, log_path)
+
+
+def spawn_command(
+    argv: Sequence[str],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    before_exec: Callable[[], None] | None = None,
+) -> WorkerProcess:
+    """Like ``spawn_module`` for any command; ``before_exec`` runs in the child (e.g. setrlimit)."""
     parent = os.getpid()
+
+    def prepare_child() -> None:
+        _die_with_parent(parent)
+        if before_exec is not None:
+            before_exec()
+
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=REPO_ROOT,
             process_group=0,
-            preexec_fn=lambda: _die_with_parent(parent),
+            preexec_fn=prepare_child,
         )
     return WorkerProcess(process, log_path)
 
@@ -393,7 +410,7 @@ async def assert_redeem_invariants(
         rule = REDEEM_FAILURE_POLICY[outcome.kind]
         assert not state.allowed, where
         assert len(state.denied) == earlier_denials + 1, f"expected one new denial: {where}"
-        assert state.denied[-1]["status_code"] == rule.http_status, where
+        assert state.denied[-1]["status_code"] == http_status_for(outcome.kind), where
         claimed = token["used_at"] is not None
         fate = _claim_fate(rule)
         if grant["status"] == "pending" and claimed:
