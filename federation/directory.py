@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from federation.audit import audit_entry
 from federation.db.models import Peer, User
 from federation.errors import Conflict, NotFound
+from federation.paging import Position, keyset_page
 
 
 async def create_user(session: AsyncSession, *, name: str, email: str) -> User:
@@ -26,8 +27,12 @@ async def create_user(session: AsyncSession, *, name: str, email: str) -> User:
     return user
 
 
-async def list_users(session: AsyncSession) -> list[User]:
-    return list((await session.scalars(select(User).order_by(User.created_at, User.id))).all())
+async def list_users(
+    session: AsyncSession, *, after: Position | None = None, limit: int | None = None
+) -> list[User]:
+    """Users by creation, oldest first; a page when ``after``/``limit`` are given."""
+    query = keyset_page(select(User), User.created_at, User.id, after=after, limit=limit)
+    return list((await session.scalars(query)).all())
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -81,8 +86,15 @@ async def add_peer(
     await session.commit()
 
 
-async def list_peers(session: AsyncSession, *, state: str | None = None) -> list[Peer]:
-    query = select(Peer).order_by(Peer.created_at, Peer.id)
+async def list_peers(
+    session: AsyncSession,
+    *,
+    state: str | None = None,
+    after: Position | None = None,
+    limit: int | None = None,
+) -> list[Peer]:
+    """Peers by creation, oldest first; a page when ``after``/``limit`` are given."""
+    query = keyset_page(select(Peer), Peer.created_at, Peer.id, after=after, limit=limit)
     if state is not None:
         query = query.where(Peer.state == state)
     return list((await session.scalars(query)).all())

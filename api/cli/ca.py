@@ -6,14 +6,27 @@ from pathlib import Path
 
 import click
 
+from api.cli.main import example
 
-@click.group()
+
+@click.group(epilog=example("mosaic ca init --dir /srv/step-ca"))
 def ca() -> None:
     """Certificate authority set-up."""
 
 
-@ca.command("init")
-@click.option("--dir", "directory", required=True, type=click.Path(path_type=Path))
+@ca.command(
+    "init",
+    epilog=example(
+        "mosaic ca init --dir /srv/step-ca --address 0.0.0.0:9000 --dns-name ca.example.com"
+    ),
+)
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where the CA's config, certificates and secrets go",
+)
 @click.option(
     "--address", default="127.0.0.1:9000", show_default=True, help="where step-ca listens"
 )

@@ -5,16 +5,31 @@ from __future__ import annotations
 import click
 
 from api.cli.aio import run_async
+from api.cli.main import example
 
 
-@click.group()
+@click.group(epilog=example("mosaic temporal setup --address temporal:7233"))
 def temporal() -> None:
     """Temporal server preparation."""
 
 
-@temporal.command("setup")
-@click.option("--address", envvar="TEMPORAL_ADDRESS", default="127.0.0.1:7233", show_default=True)
-@click.option("--namespace", envvar="TEMPORAL_NAMESPACE", default="default", show_default=True)
+@temporal.command(
+    "setup", epilog=example("mosaic temporal setup --address temporal:7233 --namespace default")
+)
+@click.option(
+    "--address",
+    envvar="TEMPORAL_ADDRESS",
+    default="127.0.0.1:7233",
+    show_default=True,
+    help="the Temporal frontend, host:port [env TEMPORAL_ADDRESS]",
+)
+@click.option(
+    "--namespace",
+    envvar="TEMPORAL_NAMESPACE",
+    default="default",
+    show_default=True,
+    help="the namespace the gateway uses [env TEMPORAL_NAMESPACE]",
+)
 def setup(address: str, namespace: str) -> None:
     """Add the Keyword search attributes GrantId, PeerId and EnrollmentOutcome (idempotent)."""
     from temporalio.client import Client

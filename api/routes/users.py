@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from api.deps import AdminDep, SessionDep
+from api.paging import CreatedPage, CursorQuery, LimitQuery, paged_responses
 from api.schemas import UserCreate, UserOut, problem_responses
 from federation import directory
 
@@ -20,6 +21,15 @@ async def create_user(body: UserCreate, session: SessionDep, _: AdminDep) -> Use
     return UserOut.of(user)
 
 
-@router.get("", response_model=list[UserOut], responses=problem_responses(401, 403))
-async def list_users(session: SessionDep, _: AdminDep) -> list[UserOut]:
-    return [UserOut.of(u) for u in await directory.list_users(session)]
+@router.get("", response_model=list[UserOut], responses=paged_responses(401, 403, 422))
+async def list_users(
+    session: SessionDep,
+    _: AdminDep,
+    response: Response,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> list[UserOut]:
+    """Users, oldest first; with ``limit``, one page and ``X-Next-Cursor`` if more follow."""
+    page = CreatedPage("users", limit, cursor)
+    rows = await directory.list_users(session, after=page.after, limit=page.fetch)
+    return [UserOut.of(u) for u in page.trim(rows, response)]
