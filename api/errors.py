@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from federation.db.session import unreachable_reason
 from federation.errors import FederationError
 
 log = logging.getLogger("mosaic.api")
+# Where an OSError must have been raised to mean "the database is unreachable".
+_DATABASE_DRIVERS = ("asyncpg", "aiosqlite", "sqlite3", "sqlalchemy")
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -34,6 +39,17 @@ def validation_reason(exc: RequestValidationError) -> str:
     return reason[:300]
 
 
+def database_unreachable(exc: BaseException) -> str | None:
+    """Why the database could not be used, when that is what ``exc`` means; else None."""
+    reason = unreachable_reason(exc)
+    if reason is None or not isinstance(exc, OSError):
+        return reason
+    modules = (
+        frame.f_globals.get("__name__", "") for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+    return reason if any(name.startswith(_DATABASE_DRIVERS) for name in modules) else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FederationError)
     async def _federation(request: Request, exc: FederationError) -> JSONResponse:
@@ -50,4 +66,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
             {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(OSError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        reason = database_unreachable(exc)
+        if reason is None:
+            raise exc  # not the database's reachability: a bug, left to the 500 handler
+        log.warning("%s %s -> database unavailable (%s)", request.method, request.url.path, reason)
+        return JSONResponse(
+            {"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "5"}
         )

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from federation.db.urls import checked_database_url
+
 
 class Settings(BaseSettings):
     """Every variable is documented in README.md; names are the environment names."""
@@ -90,6 +92,20 @@ class Settings(BaseSettings):
     def _long_enough(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_database(cls, value: str) -> str:
+        # postgresql:// and postgres:// mean asyncpg: the same rule as the engine and Alembic.
+        return checked_database_url(value) if value else value
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or "/" in value or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:7233")
         return value
 
     @model_validator(mode="after")

@@ -21,12 +21,17 @@ from typing import Any
 import click
 import httpx
 
-from api.devserver import start_dev_server, stop_process, wait_for_port
+from api.cli.gateway import ensure_free, interrupt_on_sigterm, start_temporal
+from api.cli.main import example
+from api.devserver import stop_process
 from federation.logredact import redact_tokens
 from federation.runs import peer_add_workflow_id, redeem_workflow_id
+from federation.settings import ConfigurationError
 from federation.tokens import hash_token
 
 MOSAIC = str(Path(sys.executable).parent / "mosaic")
+# Written into every directory the demo creates: only such a directory is wiped on a rerun.
+DEMO_MARKER = ".mosaic-demo"
 
 
 def _free_port() -> int:
@@ -117,30 +122,73 @@ def _say(step: str) -> None:
     click.secho(f"\n▶ {step}", bold=True)
 
 
-@click.command()
+def fresh_demo_dir(root: Path) -> None:
+    """Empty ``root`` for a run; never touch a directory the demo did not make.
+
+    A directory with the marker is wiped; an empty or missing one is used and gets
+    the marker; anything else is refused (``--dir`` names it).
+    """
+    if root.exists() and not root.is_dir():
+        raise ConfigurationError(f"--dir {root} is not a directory")
+    if root.is_dir() and any(root.iterdir()):
+        if not (root / DEMO_MARKER).is_file():
+            raise ConfigurationError(
+                f"--dir {root} is not empty and was not made by mosaic demo (no {DEMO_MARKER});"
+                " choose another --dir"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("made by `mosaic demo`: wiped by its next run\n")
+
+
+@click.command(
+    epilog=example(
+        "mosaic demo", "mosaic demo --keep-running --ui-port 8234", "mosaic demo --dir /tmp/demo"
+    )
+)
 @click.option(
-    "--dir", "root", default=".mosaic/demo", show_default=True, type=click.Path(path_type=Path)
+    "--dir",
+    "root",
+    default=".mosaic/demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where the demo keeps both gateways' databases, secrets and logs and the Temporal"
+    f" dev server's data. Created with a {DEMO_MARKER} marker and wiped by the next run;"
+    " a directory holding anything else is refused",
 )
 @click.option("--ui-port", default=8233, show_default=True, help="Temporal Web UI port")
 @click.option(
     "--keep-running", is_flag=True, help="leave everything up until Ctrl-C (explore the UI)"
 )
 def demo(root: Path, ui_port: int, keep_running: bool) -> None:
-    """Two gateways, B lets A act for one of its users: watch A enroll with B."""
+    """Two gateways, B lets A act for one of its users: watch A enroll with B.
+
+    Starts one Temporal dev server and gateways A and B as separate processes
+    (each its own SQLite database, port and task queue, in --dir), then runs the
+    enrollment through the real `mosaic` CLI: B creates a user, a peer, a grant and
+    a single-use token; A runs `peer add` with the URL; both sides are checked.
+    Exit 0 when A's peer and B's grant are active with the same certificate serial.
+    Ctrl-C or SIGTERM stops both gateways and the dev server.
+    """
+    os.umask(0o077)  # the gateways' secrets and databases are the owner's
+    interrupt_on_sigterm()
     root = root.resolve()
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    temporal_port = _free_port()
+    ensure_free({"--ui-port": ui_port})
+    fresh_demo_dir(root)
     _say(f"Starting one Temporal dev server (UI http://127.0.0.1:{ui_port}) and gateways A and B")
-    temporal = start_dev_server(
-        root / "temporal", port=temporal_port, ui_port=ui_port, log_file=root / "temporal.log"
+    temporal_port = _free_port()
+    temporal = start_temporal(
+        root / "temporal",
+        port=temporal_port,
+        ui_port=ui_port,
+        log_file=root / "temporal.log",
+        labels={"port": "the demo's Temporal port; run it again", "ui_port": "--ui-port"},
     )
     address = f"127.0.0.1:{temporal_port}"
     ui_base = f"http://127.0.0.1:{ui_port}"
     a, b = _gateway("A", root, address, ui_base), _gateway("B", root, address, ui_base)
     ui = f"http://127.0.0.1:{ui_port}/namespaces/default/workflows"
     try:
-        wait_for_port("127.0.0.1", ui_port, timeout=30)
         _start(b)
         _start(a)
         click.echo(f"  gateway B  {b.url}  (SQLite in {b.env['MOSAIC_DATA_DIR']}, built-in CA)")

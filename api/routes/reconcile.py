@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException
-from temporalio.client import ScheduleActionExecutionStartWorkflow, ScheduleHandle
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AdminDep, GatewayDep, TemporalDep
@@ -13,11 +17,23 @@ from workflows.reconcile import ReconcileEnrollments, ReconcileReport
 
 router = APIRouter(prefix="/api/admin/federation/reconcile", tags=["reconcile"])
 
+# A live worker polls again as soon as its long poll (about a minute) ends; Temporal lists
+# a stopped worker's last poll for minutes, so only a recent poll counts as serving.
+LIVE_POLL = timedelta(seconds=90)
+RUN_WAIT_SECONDS = 60
+_RETRY = {"Retry-After": "5"}
+
 
 @router.post("", response_model=ReconcileOut, responses=problem_responses(401, 403, 503))
 async def reconcile_now(gateway: GatewayDep, temporal: TemporalDep, _: AdminDep) -> ReconcileOut:
-    """Trigger the reconcile schedule once and wait (up to a minute) for that run's counts."""
-    schedule_id = reconcile_schedule_id(gateway.settings.mosaic_task_queue)
+    """Trigger the reconcile schedule once and wait (up to a minute) for that run's counts.
+
+    503 when no worker serves the task queue: the run would never start.
+    """
+    task_queue = gateway.settings.mosaic_task_queue
+    if not await worker_polls(temporal, gateway.settings.temporal_namespace, task_queue):
+        raise HTTPException(503, _no_worker(task_queue), _RETRY)
+    schedule_id = reconcile_schedule_id(task_queue)
     handle = temporal.get_schedule_handle(schedule_id)
     try:
         seen = set(await _started_runs(handle))
@@ -25,9 +41,7 @@ async def reconcile_now(gateway: GatewayDep, temporal: TemporalDep, _: AdminDep)
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         # The worker creates the schedule when it starts: none yet means no worker yet.
-        raise HTTPException(
-            503, "reconcile schedule not found; is the worker running?", {"Retry-After": "5"}
-        ) from None
+        raise HTTPException(503, _no_worker(task_queue), _RETRY) from None
     await handle.trigger()
     for _attempt in range(100):
         fresh = [run for run in await _started_runs(handle) if run not in seen]
@@ -36,10 +50,40 @@ async def reconcile_now(gateway: GatewayDep, temporal: TemporalDep, _: AdminDep)
             run = temporal.get_workflow_handle_for(
                 ReconcileEnrollments.run, workflow_id, run_id=run_id
             )
-            report: ReconcileReport = await asyncio.wait_for(run.result(), 60)
+            try:
+                report: ReconcileReport = await asyncio.wait_for(run.result(), RUN_WAIT_SECONDS)
+            except TimeoutError:
+                raise HTTPException(
+                    503,
+                    f"reconcile run {workflow_id} did not finish within {RUN_WAIT_SECONDS}s;"
+                    f" is a worker serving task queue {task_queue}?",
+                    _RETRY,
+                ) from None
             return ReconcileOut(schedule_id=schedule_id, workflow_id=workflow_id, **vars(report))
         await asyncio.sleep(0.1)
-    return ReconcileOut(schedule_id=schedule_id, workflow_id=None)
+    # The schedule skips a trigger while its previous run is still running.
+    raise HTTPException(
+        503, f"no reconcile run started: the previous run of {schedule_id} is still running", _RETRY
+    )
+
+
+async def worker_polls(client: Client, namespace: str, task_queue: str) -> bool:
+    """Whether a worker polled the workflow task queue recently (DescribeTaskQueue)."""
+    described = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=namespace,
+            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    recent = datetime.now(UTC) - LIVE_POLL
+    return any(
+        poller.last_access_time.ToDatetime(tzinfo=UTC) >= recent for poller in described.pollers
+    )
+
+
+def _no_worker(task_queue: str) -> str:
+    return f"no worker is serving task queue {task_queue}; start `mosaic gateway worker`"
 
 
 async def _started_runs(handle: ScheduleHandle) -> list[tuple[str, str]]:

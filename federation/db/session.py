@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -11,6 +14,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from federation.db.urls import normalize_database_url
+
+# SQLSTATE classes that mean "no usable connection": connection exception, bad login,
+# unknown database, too many connections, server shutting down or starting.
+_UNREACHABLE_SQLSTATES = ("08", "28", "3D000", "53300", "57P")
+# SQLite primary result codes for a file that cannot be opened or read.
+_SQLITE_UNOPENABLE = (14, 10)  # SQLITE_CANTOPEN, SQLITE_IOERR
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -25,6 +36,7 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
 
 def make_engine(url: str) -> AsyncEngine:
     """Create an async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    url = normalize_database_url(url)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -34,3 +46,31 @@ def make_engine(url: str) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """Why no connection to the database could be had, or None if ``exc`` is about else.
+
+    The driver raises ``OSError`` as is (refused, unknown host, timeout); SQLAlchemy
+    wraps what the server or SQLite answered.
+    """
+    if isinstance(exc, socket.gaierror):
+        return "unknown host"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "connection timed out"
+    if isinstance(exc, OSError):
+        return (exc.strerror or type(exc).__name__).lower()
+    if not isinstance(exc, DBAPIError):
+        return None
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    if (
+        exc.connection_invalidated
+        or sqlstate.startswith(_UNREACHABLE_SQLSTATES)
+        or (isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_UNOPENABLE)
+    ):
+        lines = str(exc.orig).strip().splitlines()
+        return lines[0] if lines else "unreachable"
+    return None
