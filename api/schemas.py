@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from federation.db.models import Grant, Peer, User
+from federation.common_names import COMMON_NAME_MAX_LENGTH, COMMON_NAME_PATTERN
+from federation.db.models import Certificate, Grant, Peer, User
+from federation.remote_trust import normalize_fingerprint
+from federation.resources import BODY_MAX_BYTES, TITLE_MAX_CHARS, ResourceItem
 from federation.scope import Scope
 from federation.tokens import MAX_TTL_SECONDS
 
@@ -46,9 +51,36 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 
 
+_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def _email_address(value: str) -> str:
+    # email-validator refuses special-use domains (.local, localhost, single labels)
+    # outright, and self-hosted gateways live on them: it judges the local part only,
+    # the domain must be a syntactically valid host name (IDNA allowed, no IP literal).
+    local, at, domain = value.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError("must be an address of the form name@domain")
+    try:
+        checked = validate_email(f"{local}@example.com", check_deliverability=False)
+        ascii_domain = domain.encode("idna").decode("ascii").lower()
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    except UnicodeError:
+        ascii_domain = ""
+    labels = ascii_domain.split(".")
+    valid = all(map(_DNS_LABEL.fullmatch, labels)) and not labels[-1].isdigit()
+    if not valid or len(ascii_domain) > 253:
+        raise ValueError("the part after the @-sign is not a valid domain name")
+    return f"{checked.local_part}@{domain.lower()}"
+
+
 class UserCreate(_Input):
     name: Text = Field(min_length=1, max_length=200)
-    email: EmailStr
+    # Any syntactically valid address, internal domains included (ann@mosaic.local).
+    email: Annotated[str, AfterValidator(_email_address)] = Field(
+        max_length=254, json_schema_extra={"format": "email"}
+    )
 
 
 class UserOut(_Wire):
@@ -62,11 +94,14 @@ class UserOut(_Wire):
         return cls.model_validate(user)
 
 
-_CN_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9.\-]{0,62}[A-Za-z0-9])?$"
+# The same rule as a remote's preflight answer is held to (federation.common_names).
+CommonName = Annotated[
+    str, Field(min_length=1, max_length=COMMON_NAME_MAX_LENGTH, pattern=COMMON_NAME_PATTERN)
+]
 
 
 class PeerCreate(_Input):
-    common_name: str = Field(min_length=1, max_length=64, pattern=_CN_PATTERN)
+    common_name: CommonName
     display_name: Text = Field(min_length=1, max_length=200)
     endpoint_url: Text | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
 
@@ -83,6 +118,8 @@ class PeerWorkflow(_Wire):
     subject_user_id: str | None = None
     token_expires_at: str | None = None
     failure: str | None = None
+    # SHA-256 of the remote's CA root as its preflight announced it (shown before the CSR).
+    ca_fingerprint: str | None = None
 
 
 class PeerOut(_Wire):
@@ -97,6 +134,10 @@ class PeerOut(_Wire):
     failure_reason: str | None
     remote_grant_id: str | None
     remote_subject_user_id: str | None
+    # Requesting side, after a peer add: the remote's CA root pinned at enrollment (its
+    # SHA-256) and the remote's federation listener URL.
+    remote_ca_fingerprint: str | None = None
+    federation_url: str | None = None
     created_at: datetime
     updated_at: datetime
     # While a peer-add runs: its workflow and what it is doing.
@@ -110,6 +151,10 @@ class PeerOut(_Wire):
 class PeerEnroll(_Input):
     enrollment_url: Text = Field(min_length=1, max_length=2048)
     display_name: Text | None = Field(default=None, min_length=1, max_length=200)
+    # The remote CA root's SHA-256 the admin expects (colons and case tolerated).
+    ca_fingerprint: Annotated[str, AfterValidator(normalize_fingerprint)] | None = Field(
+        default=None, max_length=200
+    )
 
 
 class PeerEnrollOut(_Wire):
@@ -118,7 +163,7 @@ class PeerEnrollOut(_Wire):
 
 
 class PeerKeypair(_Input):
-    common_name: str = Field(min_length=1, max_length=64, pattern=_CN_PATTERN)
+    common_name: CommonName
     display_name: Text = Field(min_length=1, max_length=200)
     endpoint_url: Text | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
 
@@ -165,6 +210,32 @@ class GrantOut(_Wire):
         return cls.model_validate(grant)
 
 
+CertificateState = Literal["requested", "issued", "active", "superseded", "revoked"]
+
+
+class CertificateOut(_Wire):
+    """A ledger row: a certificate the CA was asked to sign for a grant."""
+
+    serial: str
+    grant_id: uuid.UUID
+    peer_id: uuid.UUID
+    state: CertificateState
+    purpose: Literal["enrollment", "renewal"]
+    fingerprint: str | None
+    not_before: datetime | None
+    not_after: datetime | None
+    issued_by: str
+    superseded_at: datetime | None
+    revoke_after: datetime | None
+    revocation_reason: str | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, certificate: Certificate) -> CertificateOut:
+        return cls.model_validate(certificate)
+
+
 class TokenCreate(_Input):
     ttl_seconds: int = Field(default=MAX_TTL_SECONDS, strict=True)
 
@@ -173,6 +244,8 @@ class TokenOut(_Wire):
     token: str
     expires_at: datetime
     enrollment_url: str
+    # Older unused tokens of the grant withdrawn by this one: one redeemable URL per grant.
+    withdrawn_tokens: int = 0
 
 
 class AuditOut(_Wire):
@@ -202,6 +275,9 @@ class ReconcileOut(_Wire):
     stale_pending_grants_expired: int = 0
     orphaned_peers_failed: int = 0
     lapsed_grants_expired: int = 0
+    certificates_withdrawn: int = 0
+    certificates_revoked: int = 0
+    certificate_revocations_left: int = 0
 
 
 class RunOut(_Wire):
@@ -212,3 +288,27 @@ class RunOut(_Wire):
     start_time: datetime
     close_time: datetime | None
     url: str
+
+
+class ResourceCreate(_Input):
+    owner_user_id: uuid.UUID
+    title: Text = Field(min_length=1, max_length=TITLE_MAX_CHARS)
+    # Characters here; the core holds the body to BODY_MAX_BYTES of UTF-8.
+    body: Text = Field(default="", max_length=BODY_MAX_BYTES)
+    team_id: uuid.UUID | None = None
+
+
+class ResourceOut(_Wire):
+    """A row of a served kind; the same JSON as ``ResourceItem.wire()``."""
+
+    id: uuid.UUID
+    owner_user_id: uuid.UUID
+    team_id: uuid.UUID | None
+    title: str
+    body: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, item: ResourceItem) -> ResourceOut:
+        return cls.model_validate(item)

@@ -1,15 +1,20 @@
 """PeerAdd: the requesting gateway enrolls with a remote and ends with an active peer.
 
-preflight → key + CSR → submit → verify → store. On a final failure the peer
-is marked ``failed`` with the reason and its sealed key and URL are wiped.
-The token never enters this workflow's history: activities read the sealed
-enrollment URL from the database by peer id.
+preflight → key + CSR → submit → verify → store. The token never enters this
+workflow's history: activities read the sealed enrollment URL by peer id.
+
+Once the CSR is submitted the remote may activate it at any time, so the key is
+kept while the only failures are transient: fast retries for ``submit_seconds``,
+then one try per durable timer for ``patience_seconds`` more, the status saying
+what it waits for. A definitive answer ends it at once (200 → verify and store;
+a refusal → ``failed``); only a final failure marks the peer ``failed`` and wipes
+its sealed key and URL.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,17 +29,24 @@ with workflow.unsafe.imports_passed_through():
         PeerAddActivities,
         PeerRef,
         Preflight,
+        PreflightInput,
         Received,
         StoreInput,
         SubmitInput,
         VerifyReceivedInput,
     )
+    from federation.errors import status_for_kind
 
 REMOTE_CALL = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=["EnrollmentRefused"],
 )
+ONE_TRY = RetryPolicy(maximum_attempts=1)
+REMOTE_ATTEMPT = timedelta(seconds=45)
+# At most this many slow tries per run: the history stays near 16k events whatever
+# the patience (the interval grows instead).
+SLOW_TRIES_MAX = 1440
+PATIENCE_PATCH = "peer-add-patience"
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,11 @@ class PeerAddInput:
     request_id: str
     peer_id: str
     submit_seconds: float = 300.0
+    # After submit_seconds of transient failures, keep the key and retry this long.
+    patience_seconds: float = 0.0
+    retry_interval_seconds: float = 60.0
+    # The admin's pin of the remote CA (64 lowercase hex), checked before any CSR.
+    ca_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +73,8 @@ class PeerAddResult:
 
 @dataclass
 class PeerAddStatus:
-    """What the `status` query answers: the step and, after preflight, what the token is for."""
+    """What the `status` query answers: the step and, after preflight, what the token is
+    for and which CA the remote announced (its root's SHA-256)."""
 
     step: str
     remote_host: str | None = None
@@ -65,6 +83,7 @@ class PeerAddStatus:
     subject_user_id: str | None = None
     token_expires_at: str | None = None
     failure: str | None = None
+    ca_fingerprint: str | None = None
 
 
 @workflow.defn(name="PeerAdd")
@@ -84,14 +103,13 @@ class PeerAdd:
     @workflow.run
     async def run(self, arg: PeerAddInput) -> PeerAddResult:
         ref = PeerRef(arg.peer_id)
-        remote_deadline = timedelta(seconds=arg.submit_seconds)
         try:
             self._status.step = "asking the remote what the token is for"
             pre: Preflight = await workflow.execute_activity_method(
                 PeerAddActivities.preflight,
-                ref,
-                start_to_close_timeout=timedelta(seconds=45),
-                schedule_to_close_timeout=remote_deadline,
+                PreflightInput(arg.peer_id, arg.ca_fingerprint),
+                start_to_close_timeout=REMOTE_ATTEMPT,
+                schedule_to_close_timeout=timedelta(seconds=arg.submit_seconds),
                 retry_policy=REMOTE_CALL,
             )
             self._status.remote_host = pre.remote_host
@@ -99,6 +117,7 @@ class PeerAdd:
             self._status.grant_id = pre.grant_id
             self._status.subject_user_id = pre.subject_user_id
             self._status.token_expires_at = pre.expires_at
+            self._status.ca_fingerprint = pre.ca_fingerprint or None
             workflow.upsert_search_attributes([GRANT_ID.value_set(pre.grant_id)])
 
             self._status.step = "generating a P-256 key (sealed at once) and a CSR"
@@ -109,16 +128,9 @@ class PeerAdd:
                 retry_policy=SHORT_STEP,
             )
 
-            self._status.step = f"submitting the CSR to {pre.remote_host}"
-            received: Received = await workflow.execute_activity_method(
-                PeerAddActivities.submit,
-                SubmitInput(arg.peer_id, csr_pem),
-                start_to_close_timeout=timedelta(seconds=45),
-                schedule_to_close_timeout=remote_deadline,
-                retry_policy=REMOTE_CALL,
-            )
+            received = await self._submit(arg, pre.remote_host, SubmitInput(arg.peer_id, csr_pem))
 
-            self._status.step = "verifying the certificate (OIDs, key, chain, expiry)"
+            self._status.step = "verifying the certificate (pinned CA, OIDs, key, expiry)"
             checked: Checked = await workflow.execute_local_activity_method(
                 PeerAddActivities.verify,
                 VerifyReceivedInput(
@@ -127,6 +139,8 @@ class PeerAdd:
                     received.chain_pem,
                     pre.grant_id,
                     pre.subject_user_id,
+                    received.ca_cert_pem,
+                    pre.ca_fingerprint,
                 ),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=SHORT_STEP,
@@ -135,7 +149,15 @@ class PeerAdd:
             self._status.step = "storing the credential"
             await workflow.execute_local_activity_method(
                 PeerAddActivities.store,
-                StoreInput(arg.request_id, arg.peer_id, received.cert_pem, checked),
+                StoreInput(
+                    arg.request_id,
+                    arg.peer_id,
+                    received.cert_pem,
+                    checked,
+                    received.ca_cert_pem,
+                    pre.ca_fingerprint,
+                    received.federation_url or pre.federation_url,
+                ),
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=UNTIL_DONE,
             )
@@ -163,9 +185,72 @@ class PeerAdd:
             checked.subject_user_id,
         )
 
+    async def _submit(self, arg: PeerAddInput, host: str, submit: SubmitInput) -> Received:
+        """Submit the CSR until the remote answers definitively or patience runs out."""
+        since = workflow.now()
+        self._status.step = f"submitting the CSR to {host}"
+        try:
+            received: Received = await workflow.execute_activity_method(
+                PeerAddActivities.submit,
+                submit,
+                start_to_close_timeout=REMOTE_ATTEMPT,
+                schedule_to_close_timeout=timedelta(seconds=arg.submit_seconds),
+                retry_policy=REMOTE_CALL,
+            )
+            return received
+        except ActivityError as err:
+            last = _transient(err)
+            if last is None or not workflow.patched(PATIENCE_PATCH):
+                raise
+        patience = timedelta(seconds=arg.patience_seconds)
+        interval = timedelta(
+            seconds=max(arg.retry_interval_seconds, arg.patience_seconds / SLOW_TRIES_MAX, 1.0)
+        )
+        gives_up = workflow.now() + patience
+        while (left := gives_up - workflow.now()) > timedelta(0):
+            self._status.step = f"waiting for {host}: {last} (since {_utc(since)})"
+            await workflow.sleep(min(interval, left))
+            try:
+                received = await workflow.execute_activity_method(
+                    PeerAddActivities.submit,
+                    submit,
+                    start_to_close_timeout=REMOTE_ATTEMPT,
+                    retry_policy=ONE_TRY,
+                )
+                return received
+            except ActivityError as err:
+                last = _transient(err)
+                if last is None:
+                    raise
+        waited = int((workflow.now() - since).total_seconds())
+        raise ApplicationError(
+            f"gave up after {waited}s without a definitive answer from {host}"
+            f" (last: {last}); the client key was wiped",
+            type="RemoteUnavailable",
+            non_retryable=True,
+        )
+
+
+def _transient(err: ActivityError) -> str | None:
+    """The last answer, in words, when the submit failed only for transient reasons
+    (the remote may still activate the CSR); None when its answer was definitive."""
+    cause = err.cause
+    if isinstance(cause, TimeoutError):
+        last = cause.cause
+        if isinstance(last, ApplicationError) and not last.non_retryable:
+            return last.message
+        return "no answer in time"
+    if isinstance(cause, ApplicationError) and not cause.non_retryable:
+        return cause.message
+    return None
+
 
 def _classify(err: ActivityError | ApplicationError) -> tuple[str, str, int]:
-    """(kind, one-line reason, status code for the audit row)."""
+    """(kind, one-line reason, status code for the audit row).
+
+    Messages come from our own activities or this workflow: one line each, never a
+    library's or the remote's raw text.
+    """
     cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, TimeoutError):
         last = cause.cause
@@ -173,6 +258,12 @@ def _classify(err: ActivityError | ApplicationError) -> tuple[str, str, int]:
         return "RemoteUnavailable", f"gave up waiting for the remote gateway{detail}", 504
     if isinstance(cause, ApplicationError):
         kind = cause.type or "Error"
-        status = {"EnrollmentRefused": 502, "RemoteUnavailable": 504, "CertificateRejected": 502}
-        return kind, cause.message, status.get(kind, 409)
+        if kind == "RemoteUnavailable" and not cause.non_retryable:
+            # Retries ran out early: the next backoff would not have fit the window.
+            return kind, f"gave up waiting for the remote gateway: {cause.message}", 504
+        return kind, cause.message, status_for_kind(kind)
     return "Error", "peer add failed", 500
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.certificates import CertificateActivities
 from activities.peer_add import PeerAddActivities, RemoteSettings
 from activities.reconcile import ReconcileActivities
 from activities.redeem import RedeemActivities
@@ -23,6 +24,8 @@ from federation.logredact import install_redaction
 from federation.logsetup import context_providers
 from federation.sealing import Sealer
 from federation.settings import Settings
+from workflows.certificates import RevokeCertificates
+from workflows.connection import connect_when_up
 from workflows.peer_add import PeerAdd
 from workflows.reconcile import ReconcileEnrollments, ReconcileInput, ensure_reconcile_schedule
 from workflows.redeem import RedeemEnrollment
@@ -30,7 +33,13 @@ from workflows.revoke import RevokeGrant
 
 log = logging.getLogger("mosaic.worker")
 
-WORKFLOWS: Sequence[type] = (RedeemEnrollment, PeerAdd, RevokeGrant, ReconcileEnrollments)
+WORKFLOWS: Sequence[type] = (
+    RedeemEnrollment,
+    PeerAdd,
+    RevokeGrant,
+    RevokeCertificates,
+    ReconcileEnrollments,
+)
 
 
 def build_worker(
@@ -46,9 +55,10 @@ def build_worker(
     """A worker for every Mosaic workflow on ``task_queue``."""
     activities = [
         *RedeemActivities(sessions, ca).all(),
+        *CertificateActivities(sessions, ca).all(),
         *PeerAddActivities(sessions, sealer, remote).all(),
         *RevokeActivities(sessions).all(),
-        *ReconcileActivities(sessions, client).all(),
+        *ReconcileActivities(sessions, client, ca).all(),
     ]
     return Worker(
         client,
@@ -67,6 +77,8 @@ def remote_settings(settings: Settings) -> RemoteSettings:
     return RemoteSettings(
         allow_http_loopback=settings.mosaic_enroll_allow_http_loopback,
         ca_bundle=settings.mosaic_enroll_ca_bundle,
+        allowed_networks=settings.mosaic_enroll_allowed_networks,
+        max_bytes=settings.mosaic_remote_max_bytes,
     )
 
 
@@ -97,13 +109,13 @@ async def run_worker(settings: Settings) -> None:
     """Connect, build and run until cancelled."""
     install_redaction()
     context_providers.append(_activity_context)
-    client = await Client.connect(
+    ca = ca_from_settings(settings)  # a bad CA setting fails now, not once Temporal is up
+    client = await connect_when_up(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         runtime=_runtime(settings),
     )
     engine = make_engine(settings.effective_database_url)
-    ca = ca_from_settings(settings)
     worker = build_worker(
         client,
         task_queue=settings.mosaic_task_queue,

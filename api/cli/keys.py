@@ -7,14 +7,17 @@ from pathlib import Path
 import click
 
 from api.cli.aio import run_async
+from api.cli.main import example
 
 
-@click.group()
+@click.group(epilog=example("mosaic federation keys reseal --old-secret-file old-secret"))
 def keys() -> None:
     """Sealed peer keys (AES-256-GCM under BETTER_AUTH_SECRET)."""
 
 
-@keys.command("reseal")
+@keys.command(
+    "reseal", epilog=example("mosaic federation keys reseal --old-secret-file old-secret")
+)
 @click.option(
     "--old-secret-file",
     required=True,
@@ -28,8 +31,8 @@ def reseal(old_secret_file: Path) -> None:
     blobs already under the current secret are left alone.
     """
     from federation.db.session import make_engine, make_sessionmaker
-    from federation.requester import reseal_all
     from federation.sealing import SealedBlobError, Sealer
+    from federation.secret_rotation import reseal_all
     from federation.settings import load_settings
 
     settings = load_settings()

@@ -32,6 +32,7 @@ from federation import enrollment
 from federation.errors import FederationError, TokenNotFound
 from federation.pki.fingerprints import fingerprint_sha256
 from federation.policy import http_status_for
+from federation.remote_trust import ca_fingerprint
 from federation.runs import redeem_workflow_id
 from federation.tokens import hash_token, is_well_formed, log_id
 from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
@@ -53,6 +54,10 @@ class RedeemOut(_Wire):
     subject_user_id: str
     cert_serial: str
     cert_not_after: str
+    # Our CA root (the requester pins it: it must hash to the preflight's caFingerprint)
+    # and where our federation listener is, if it is published.
+    ca_cert_pem: str
+    federation_url: str | None
 
 
 class PreflightOut(_Wire):
@@ -60,6 +65,19 @@ class PreflightOut(_Wire):
     grant_id: str
     subject_user_id: str
     expires_at: datetime
+    # SHA-256 of our CA root's DER, announced before the requester sends a CSR.
+    ca_fingerprint: str
+    federation_url: str | None
+
+
+def _our_ca(gateway: Gateway) -> tuple[str, str]:
+    """(PEM, SHA-256 fingerprint) of the root our CA issues peer certificates under."""
+    root = gateway.ca().root_certificates()[0]
+    return root.public_bytes(serialization.Encoding.PEM).decode("ascii"), ca_fingerprint(root)
+
+
+def _federation_url(gateway: Gateway) -> str | None:
+    return gateway.settings.mosaic_federation_public_url or None
 
 
 def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSONResponse:
@@ -81,7 +99,7 @@ def _csr_fingerprint(pem: str) -> str | None:
     responses=problem_responses(404, 409, 410, 422, 429),
 )
 async def preflight(
-    session: SessionDep, request_id: RequestIdDep, token: str = TokenPath
+    session: SessionDep, gateway: GatewayDep, request_id: RequestIdDep, token: str = TokenPath
 ) -> PreflightOut:
     """What the token is for (CN to use, grant, user, expiry) without consuming it."""
     token_hash = hash_token(token) if is_well_formed(token) else None
@@ -108,6 +126,8 @@ async def preflight(
         grant_id=str(view.grant_id),
         subject_user_id=str(view.subject_user_id),
         expires_at=view.expires_at,
+        ca_fingerprint=_our_ca(gateway)[1],
+        federation_url=_federation_url(gateway),
     )
 
 
@@ -228,4 +248,6 @@ async def _redeem(
         subject_user_id=result.subject_user_id,
         cert_serial=result.serial,
         cert_not_after=result.not_after,
+        ca_cert_pem=_our_ca(gateway)[0],
+        federation_url=_federation_url(gateway),
     )

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from api.deps import AdminDep, GatewayDep, RequestIdDep, SessionDep, TemporalDep
+from api.paging import CreatedPage, CursorQuery, LimitQuery, paged_responses
 from api.schemas import (
     PeerCert,
     PeerCreate,
@@ -21,8 +22,11 @@ from api.schemas import (
     problem_responses,
 )
 from api.state import Gateway
-from federation import directory, requester
+from federation import directory, requesting_peer
+from federation.client_key import client_public_key
 from federation.errors import CertificateRejected, InvalidInput
+from federation.remote_trust import verify_received_certificate
+from federation.remote_url import AddressPolicy, parse_enrollment_url
 from federation.runs import peer_add_workflow_id
 from federation.sealing import SealedBlobError
 from workflows.common import PEER_ID
@@ -52,11 +56,19 @@ async def create_peer(
     return PeerOut.of(peer)
 
 
-@router.get("", response_model=list[PeerOut], responses=problem_responses(401, 403, 422))
+@router.get("", response_model=list[PeerOut], responses=paged_responses(401, 403, 422))
 async def list_peers(
-    session: SessionDep, _: AdminDep, state: PeerState | None = None
+    session: SessionDep,
+    _: AdminDep,
+    response: Response,
+    state: PeerState | None = None,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
 ) -> list[PeerOut]:
-    return [PeerOut.of(p) for p in await directory.list_peers(session, state=state)]
+    """Peers, oldest first; with ``limit``, one page and ``X-Next-Cursor`` if more follow."""
+    page = CreatedPage("peers", limit, cursor)
+    rows = await directory.list_peers(session, state=state, after=page.after, limit=page.fetch)
+    return [PeerOut.of(p) for p in page.trim(rows, response)]
 
 
 @router.get("/{peer_id}", response_model=PeerOut, responses=problem_responses(401, 403, 404, 422))
@@ -101,13 +113,16 @@ async def enroll(
     """Enroll with a remote gateway: starts the ``PeerAdd`` workflow, answers at once.
 
     The URL (it holds the token) is stored sealed and read by the workflow's
-    activities; it never enters workflow history.
+    activities; it never enters workflow history. With ``caFingerprint`` the
+    remote's CA must be that one, checked before any CSR is sent.
     """
     settings = gateway.settings
-    target = requester.parse_enrollment_url(
-        body.enrollment_url, allow_http_loopback=settings.mosaic_enroll_allow_http_loopback
+    policy = AddressPolicy.of(
+        allow_http_loopback=settings.mosaic_enroll_allow_http_loopback,
+        allowed_networks=settings.mosaic_enroll_allowed_networks,
     )
-    peer = await requester.create_enrolling_peer(
+    target = parse_enrollment_url(body.enrollment_url, policy)
+    peer = await requesting_peer.create_enrolling_peer(
         session,
         gateway.sealer,
         target=target,
@@ -117,7 +132,14 @@ async def enroll(
     )
     handle = await temporal.start_workflow(
         PeerAdd.run,
-        PeerAddInput(request_id, str(peer.id), settings.mosaic_enroll_submit_seconds),
+        PeerAddInput(
+            request_id,
+            str(peer.id),
+            settings.mosaic_enroll_submit_seconds,
+            patience_seconds=settings.mosaic_enroll_patience_seconds,
+            retry_interval_seconds=min(60.0, settings.mosaic_enroll_submit_seconds),
+            ca_fingerprint=body.ca_fingerprint,
+        ),
         id=peer_add_workflow_id(str(peer.id)),
         task_queue=settings.mosaic_task_queue,
         search_attributes=TypedSearchAttributes([SearchAttributePair(PEER_ID, str(peer.id))]),
@@ -125,9 +147,10 @@ async def enroll(
         static_summary=f"Peer add: enroll with {target.host}",
         static_details=(
             f"This gateway enrolls with the remote gateway {target.host}: it asks what the"
-            " token is for, makes a P-256 key (sealed at rest) and a CSR, submits it, checks"
-            " the certificate's grant and user OIDs and stores an active peer. The"
-            " enrollment URL stays sealed in the database; it is not in this history."
+            " token is for and which CA the remote uses, makes a P-256 key (sealed at rest)"
+            " and a CSR, submits it, checks the certificate against the remote's pinned CA"
+            " and the grant and user OIDs, and stores an active peer. The enrollment URL"
+            " stays sealed in the database; it is not in this history."
         ),
     )
     return PeerEnrollOut(peer_id=peer.id, workflow_id=handle.id)
@@ -147,7 +170,7 @@ async def keypair(
     request_id: RequestIdDep,
 ) -> PeerKeypairOut:
     """Manual path: a pending peer with a fresh sealed P-256 key; returns its CSR."""
-    peer, csr_pem = await requester.create_keypair_peer(
+    peer, csr_pem = await requesting_peer.create_keypair_peer(
         session,
         gateway.sealer,
         common_name=body.common_name,
@@ -176,23 +199,24 @@ async def attach_certificate(
 
     Refused (422) when its key is not ours or either Mosaic OID is missing.
     """
-    peer = await requester.get_peer(session, peer_id)
+    peer = await requesting_peer.get_peer(session, peer_id)
     try:
-        public_key = requester.client_public_key(gateway.sealer, peer)
+        public_key = client_public_key(gateway.sealer, peer)
     except SealedBlobError:
         raise InvalidInput("peer's sealed key does not open with the current secret") from None
     try:
-        verified = requester.verify_received_certificate(
+        verified = verify_received_certificate(
             body.cert_pem,
             body.cert_chain_pem or "",
             public_key=public_key,
             grant_id=None,
             subject_user_id=None,
+            roots=None,  # no remote root to pin on this path
             require_chain=False,
         )
     except CertificateRejected as exc:  # the admin's input, not a CA's answer: a 4xx
         raise InvalidInput(exc.message) from None
-    await requester.store_certificate(
+    await requesting_peer.store_certificate(
         session,
         peer_id,
         cert_pem=body.cert_pem,
@@ -200,4 +224,4 @@ async def attach_certificate(
         actor=actor,
         request_id=request_id,
     )
-    return PeerOut.of(await requester.get_peer(session, peer_id))
+    return PeerOut.of(await requesting_peer.get_peer(session, peer_id))

@@ -25,11 +25,12 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from temporalio.testing import WorkflowEnvironment
 
-from federation.ca.base import IssueRequest
+from federation.ca.base import CertificateAuthority, IssueRequest
 from federation.ca.builtin import BuiltinCA
+from federation.client_key import open_client_key
 from federation.db.migrate import upgrade_async
 from federation.pki.certs import read_mosaic_oids
-from federation.requester import open_client_key
+from federation.remote_trust import ca_fingerprint
 from federation.sealing import SealedBlobError, Sealer
 from tests.conftest import make_settings
 from tests.support.dbsnap import fetch_all
@@ -42,6 +43,7 @@ from tests.support.stepca import StepCAServer, free_port
 SECRET_A = "gateway-a-sealing-secret-0123456789"
 SECRET_B = "gateway-b-sealing-secret-0123456789"
 MOSAIC = str(Path(sys.executable).parent / "mosaic")
+B_FEDERATION_URL = "https://gateway-b.example:8443"
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Pair:
     a: Gateway
     b: Gateway
     a_secret: str
+    b_ca: CertificateAuthority
 
 
 @pytest.fixture(scope="module", params=["B-pg-stepca_A-sqlite", "B-sqlite-builtin_A-pg"])
@@ -73,6 +76,7 @@ async def pair(
         sqlite_url,
         tmp_path_factory.mktemp("base"),
         temporal_address=temporal_env.client.service_client.config.target_host,
+        mosaic_federation_public_url=B_FEDERATION_URL,
     )
     try:
         async with (
@@ -95,7 +99,7 @@ async def pair(
                 sealing_secret=SECRET_A,
             ) as a,
         ):
-            yield Pair(a, b, SECRET_A)
+            yield Pair(a, b, SECRET_A, b_ca)
     finally:
         await stepca_provider.aclose()
         await drop_pg_database(pg_name)
@@ -160,6 +164,11 @@ async def test_peer_add_leaves_an_active_peer_with_sealed_key_matching_bs_grant(
     assert b_grant["status"] == "active" and b_peer["state"] == "active"
     assert b_grant["certSerial"] == b_peer["certSerial"] == peer["certSerial"] == row["cert_serial"]
     assert peer["remoteGrantId"] == grant["id"]
+    # B's CA root is pinned on A: the fingerprint B announced, the root itself, its listener.
+    b_root = pair.b_ca.root_certificates()[0]
+    assert peer["remoteCaFingerprint"] == row["remote_ca_fingerprint"] == ca_fingerprint(b_root)
+    assert x509.load_pem_x509_certificate(row["remote_ca_pem"].encode()) == b_root
+    assert peer["federationUrl"] == row["federation_url"] == B_FEDERATION_URL
     # Audit on both sides.
     a_audit = (await pair.a.api.get("/api/admin/federation/audit", params={"peer": peer_id})).json()
     assert any(e["verb"] == "peer.enroll" and e["outcome"] == "allowed" for e in a_audit)
@@ -167,6 +176,26 @@ async def test_peer_add_leaves_an_active_peer_with_sealed_key_matching_bs_grant(
         await pair.b.api.get("/api/admin/federation/audit", params={"grant": grant["id"]})
     ).json()
     assert any(e["verb"] == "enrollment.redeem" and e["outcome"] == "allowed" for e in b_audit)
+
+
+async def test_peer_add_over_http_to_ipv6_loopback_keeps_the_brackets(pair: Pair) -> None:
+    grant, url = await _b_offers(pair.b)
+    # B's app served on [::1] as well: the URL A is handed names the IPv6 loopback.
+    on_ipv6 = UvicornServer(pair.b.server.app, free_port(), host="::1")
+    await on_ipv6.start()
+    try:
+        url = url.replace(pair.b.url, f"http://[::1]:{on_ipv6.port}")
+        started = await pair.a.api.post(
+            "/api/admin/federation/peers/enroll", json={"enrollmentUrl": url}
+        )
+        assert started.status_code == 202, started.text
+        peer = await wait_for_peer(pair.a, started.json()["peerId"])
+    finally:
+        await on_ipv6.stop()
+    assert peer["state"] == "active", peer
+    assert peer["endpointUrl"] == f"http://[::1]:{on_ipv6.port}"
+    b_grant = (await pair.b.api.get(f"/api/admin/federation/grants/{grant['id']}")).json()
+    assert b_grant["certSerial"] == peer["certSerial"]
 
 
 @dataclass
@@ -267,6 +296,8 @@ async def test_certificate_with_wrong_oids_from_a_rogue_remote_leaves_peer_faile
     rogue = FastAPI()
     token = "ab" * 32
 
+    rogue_root = rogue_ca.root_certificates()[0]
+
     @rogue.get("/api/federation/enrollment/{tok}")
     async def preflight(tok: str) -> dict[str, str]:
         return {
@@ -274,15 +305,21 @@ async def test_certificate_with_wrong_oids_from_a_rogue_remote_leaves_peer_faile
             "grantId": promised_grant,
             "subjectUserId": promised_user,
             "expiresAt": "2099-01-01T00:00:00Z",
+            "caFingerprint": ca_fingerprint(rogue_root),
         }
 
     @rogue.post("/api/federation/enrollment/{tok}")
     async def redeem(tok: str, body: dict[str, str]) -> dict[str, str]:
-        # Signs the CSR but embeds another grant id than it promised.
+        # Signs the CSR (under the CA it announced) but embeds another grant id than it
+        # promised.
         issued = await rogue_ca.issue(
             IssueRequest(body["csrPem"], str(uuid.uuid4()), promised_user)
         )
-        return {"certPem": issued.cert_pem, "certChainPem": issued.chain_pem}
+        return {
+            "certPem": issued.cert_pem,
+            "certChainPem": issued.chain_pem,
+            "caCertPem": rogue_root.public_bytes(serialization.Encoding.PEM).decode(),
+        }
 
     server = UvicornServer(rogue, free_port())
     await server.start()

@@ -343,6 +343,18 @@ USER_CASES = [
     ),
 ]
 
+
+def _enroll_case(case_id: str, url: str, **extra: Any) -> Bad:
+    return Bad(
+        case_id,
+        "POST",
+        f"{ADMIN}/peers/enroll",
+        422,
+        json=lambda c: {"enrollmentUrl": url.format(token=c.token), **extra},
+        echo="{token}",
+    )
+
+
 PEER_CASES = [
     Bad("peer-cn-unicode", "POST", f"{ADMIN}/peers", 422, json=_peer(cn="gw-ä.example.com")),
     Bad(
@@ -450,6 +462,49 @@ PEER_CASES = [
         f"{ADMIN}/peers/keypair",
         422,
         json=_peer(cn="' OR 1=1 --"),
+    ),
+    # The common-name rule a remote's preflight is held to as well (federation.common_names).
+    Bad("peer-cn-wildcard", "POST", f"{ADMIN}/peers", 422, json=_peer(cn="*.example.com")),
+    Bad(
+        "peer-cn-newline-ansi",
+        "POST",
+        f"{ADMIN}/peers",
+        422,
+        json=_peer(cn="gw.example.com\n\x1b[31mEVIL\x1b[0m"),
+    ),
+    Bad("peer-cn-trailing-newline", "POST", f"{ADMIN}/peers", 422, json=_peer(cn="gw.example\n")),
+    Bad(
+        "peer-keypair-cn-wildcard",
+        "POST",
+        f"{ADMIN}/peers/keypair",
+        422,
+        json=_peer(cn="*.example.com"),
+    ),
+    # Where peer add may connect: https only to public addresses (unless allowed).
+    *(
+        _enroll_case(case_id, f"https://{host}{ENROLL}/{{token}}")
+        for case_id, host in (
+            ("peer-enroll-https-private-ip", "10.0.0.1"),
+            ("peer-enroll-https-link-local-ip", "169.254.169.254"),
+            ("peer-enroll-https-loopback-ip", "127.0.0.1:8443"),
+            ("peer-enroll-https-ipv6-loopback", "[::1]:8443"),
+            ("peer-enroll-https-ipv4-mapped-private", "[::ffff:192.168.0.1]"),
+            ("peer-enroll-https-unspecified", "0.0.0.0"),
+        )
+    ),
+    _enroll_case(
+        "peer-enroll-http-loopback-not-allowed", f"http://127.0.0.1:8080{ENROLL}/{{token}}"
+    ),
+    _enroll_case("peer-enroll-escape-in-url", f"https://gw.example.com{ENROLL}/{{token}}\x1b[2J"),
+    *(
+        _enroll_case(case_id, f"https://gw.example.com{ENROLL}/{{token}}", caFingerprint=value)
+        for case_id, value in (
+            ("peer-enroll-ca-fingerprint-short", "AB:CD:EF"),
+            ("peer-enroll-ca-fingerprint-not-hex", "zz" * 32),
+            ("peer-enroll-ca-fingerprint-65-hex", "a" * 65),
+            ("peer-enroll-ca-fingerprint-number", 12),
+            ("peer-enroll-ca-fingerprint-huge", "ab:" * 4000),
+        )
     ),
 ]
 

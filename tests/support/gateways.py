@@ -31,12 +31,20 @@ class UvicornServer:
 
     app: FastAPI
     port: int
+    host: str = "127.0.0.1"
+    # More uvicorn.Config arguments (ssl_certfile, ssl_keyfile, ...).
+    options: dict[str, Any] = field(default_factory=dict)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            **self.options,
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
@@ -76,6 +84,7 @@ async def running_gateway(
     temporal_env: WorkflowEnvironment,
     ca: CertificateAuthority,
     sealing_secret: str,
+    overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[Gateway]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -88,6 +97,7 @@ async def running_gateway(
             "better_auth_secret": type(base_settings.better_auth_secret)(sealing_secret),
             "mosaic_enroll_allow_http_loopback": True,
             "mosaic_enroll_submit_seconds": 60,
+            **(overrides or {}),
         }
     )
     engine = make_engine(database_url)
@@ -101,6 +111,8 @@ async def running_gateway(
         workflow_failure_exception_types=[Exception],
     )
     app = create_app(settings)
+    # The app announces the root of the CA its worker signs with (preflight, redeem).
+    app.state.gateway._ca = ca
     server = UvicornServer(app, port)
     await server.start()
     headers = {"Authorization": f"Bearer {settings.mosaic_admin_token.get_secret_value()}"}

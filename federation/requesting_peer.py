@@ -1,40 +1,36 @@
-"""The requesting gateway's side of enrollment (gateway A): its credential towards a remote.
+"""The requesting gateway's peer row (A): our credential towards a remote gateway.
 
-A peer row here is *our* identity towards the remote gateway. The client key
-is generated here, sealed at once (AES-256-GCM, AAD bound to the row and the
-field) and never leaves in clear; the enrollment URL, which holds the token,
-is sealed the same way until enrollment ends and is then wiped.
+Its states: ``pending`` while a peer add (or the manual path) runs, then
+``active`` with the certificate and the remote's pinned CA, or ``failed`` with a
+one-line reason and the key and enrollment URL wiped. The enrollment URL holds
+the token: it is sealed like the key until enrollment ends and is then wiped.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audit import audit_entry
+from federation.client_key import (
+    build_csr,
+    new_client_key,
+    open_client_key,
+    seal_client_key,
+)
 from federation.db.models import Peer, utcnow
 from federation.directory import add_peer
-from federation.errors import Conflict, InvalidInput, NotFound
-from federation.pki.certs import VerifiedCertificate, verify_issued_certificate
-from federation.pki.fingerprints import public_key_der
-from federation.sealing import SealedBlobError, Sealer, reseal
+from federation.errors import Conflict, NotFound
+from federation.pki.certs import VerifiedCertificate
+from federation.remote_answers import one_line
+from federation.remote_url import RemoteTarget
+from federation.sealing import Sealer
 
-_ENROLLMENT_PATH = re.compile(r"/api/federation/enrollment/[0-9a-f]{64}")
-
-
-def client_key_aad(peer_id: uuid.UUID) -> str:
-    return f"federation_peers:{peer_id}:client_key_sealed"
+FAILURE_REASON_MAX = 500
 
 
 def enrollment_url_aad(peer_id: uuid.UUID) -> str:
@@ -42,54 +38,19 @@ def enrollment_url_aad(peer_id: uuid.UUID) -> str:
 
 
 @dataclass(frozen=True)
-class EnrollmentTarget:
-    url: str
-    base_url: str
-    host: str
+class RemoteIdentity:
+    """What A keeps of the remote at activation: its CA root and its listener."""
 
-
-def parse_enrollment_url(url: str, *, allow_http_loopback: bool) -> EnrollmentTarget:
-    """Accept only ``https://host[:port]/api/federation/enrollment/<64 hex>``.
-
-    Plain http is allowed only to a loopback address and only when the
-    setting allows it (dev, demo). Messages never echo the token.
-    """
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        raise InvalidInput("enrollmentUrl is not a valid URL") from None
-    if not parts.hostname or parts.username or parts.password:
-        raise InvalidInput("enrollmentUrl must name a host (and no credentials)")
-    if parts.query or parts.fragment or not _ENROLLMENT_PATH.fullmatch(parts.path):
-        raise InvalidInput("enrollmentUrl must be <base>/api/federation/enrollment/<token>")
-    if parts.scheme == "http":
-        if not (allow_http_loopback and _is_loopback(parts.hostname)):
-            raise InvalidInput("enrollmentUrl must use https (http only to loopback in dev)")
-    elif parts.scheme != "https":
-        raise InvalidInput("enrollmentUrl must use https")
-    netloc = parts.hostname if port is None else f"{parts.hostname}:{port}"
-    return EnrollmentTarget(
-        url=f"{parts.scheme}://{netloc}{parts.path}",
-        base_url=f"{parts.scheme}://{netloc}",
-        host=netloc,
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    ca_pem: str
+    ca_fingerprint: str
+    federation_url: str | None
 
 
 async def create_enrolling_peer(
     session: AsyncSession,
     sealer: Sealer,
     *,
-    target: EnrollmentTarget,
+    target: RemoteTarget,
     display_name: str,
     actor: str,
     request_id: str,
@@ -123,37 +84,17 @@ async def create_keypair_peer(
 ) -> tuple[Peer, str]:
     """The manual path: a pending peer with a fresh sealed key; returns it and its CSR."""
     peer_id = uuid.uuid4()
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_client_key()
     peer = Peer(
         id=peer_id,
         common_name=common_name,
         display_name=display_name,
         endpoint_url=endpoint_url,
         state="pending",
-        client_key_sealed=_seal_key(sealer, peer_id, key),
+        client_key_sealed=seal_client_key(sealer, peer_id, key),
     )
     await add_peer(session, peer, verb="peer.keypair", actor=actor, request_id=request_id)
     return peer, build_csr(key, common_name)
-
-
-def _seal_key(sealer: Sealer, peer_id: uuid.UUID, key: ec.EllipticCurvePrivateKey) -> str:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return sealer.seal(pem, aad=client_key_aad(peer_id))
-
-
-def open_client_key(sealer: Sealer, peer: Peer) -> ec.EllipticCurvePrivateKey:
-    """Unseal the peer's client key (raises SealedBlobError if it does not open)."""
-    if not peer.client_key_sealed:
-        raise NotFound("peer has no client key")
-    pem = sealer.open(peer.client_key_sealed, aad=client_key_aad(peer.id))
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise NotFound("peer client key is not an EC key")
-    return key
 
 
 async def get_peer(session: AsyncSession, peer_id: uuid.UUID) -> Peer:
@@ -205,51 +146,16 @@ async def ensure_client_csr(session: AsyncSession, sealer: Sealer, peer_id: uuid
     if peer.client_key_sealed:
         key = open_client_key(sealer, peer)
     else:
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = new_client_key()
         result = await session.execute(
             update(Peer)
             .where(Peer.id == peer_id, Peer.client_key_sealed.is_(None))
-            .values(client_key_sealed=_seal_key(sealer, peer_id, key), updated_at=utcnow())
+            .values(client_key_sealed=seal_client_key(sealer, peer_id, key), updated_at=utcnow())
         )
         await session.commit()
         if result.rowcount != 1:  # type: ignore[attr-defined]
             key = open_client_key(sealer, await get_peer(session, peer_id))
     return build_csr(key, common_name)
-
-
-def build_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> str:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def verify_received_certificate(
-    cert_pem: str,
-    chain_pem: str,
-    *,
-    public_key: bytes,
-    grant_id: str | None,
-    subject_user_id: str | None,
-    require_chain: bool = True,
-) -> VerifiedCertificate:
-    """What the requesting side can check: OIDs, our key, a consistent chain, notAfter."""
-    return verify_issued_certificate(
-        cert_pem,
-        chain_pem,
-        roots=None,
-        expected_grant_id=grant_id,
-        expected_subject_user_id=subject_user_id,
-        expected_public_key_der=public_key,
-        require_chain=require_chain,
-    )
-
-
-def client_public_key(sealer: Sealer, peer: Peer) -> bytes:
-    return public_key_der(open_client_key(sealer, peer).public_key())
 
 
 async def store_certificate(
@@ -260,12 +166,23 @@ async def store_certificate(
     verified: VerifiedCertificate,
     actor: str,
     request_id: str,
+    remote: RemoteIdentity | None = None,
 ) -> None:
-    """Peer ``pending`` → ``active`` with its certificate; the enrollment URL is wiped.
+    """Peer ``pending`` → ``active`` with its certificate (and, after a peer add, the
+    remote's pinned CA and listener URL); the enrollment URL is wiped.
 
     Idempotent: a retry that finds the peer active with this serial succeeds.
     """
     now = utcnow()
+    pinned = (
+        {
+            "remote_ca_pem": remote.ca_pem,
+            "remote_ca_fingerprint": remote.ca_fingerprint,
+            "federation_url": remote.federation_url,
+        }
+        if remote is not None
+        else {}
+    )
     result = await session.execute(
         update(Peer)
         .where(Peer.id == peer_id, Peer.state == "pending")
@@ -280,6 +197,7 @@ async def store_certificate(
             enrollment_url_sealed=None,
             failure_reason=None,
             updated_at=now,
+            **pinned,
         )
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -314,13 +232,17 @@ async def mark_failed(
     request_id: str,
     actor: str = "peer-add",
 ) -> bool:
-    """Peer ``pending`` → ``failed``: key and enrollment URL wiped, reason kept, audited."""
+    """Peer ``pending`` → ``failed``: key and enrollment URL wiped, reason kept, audited.
+
+    The reason is stored as one clean line, whatever produced it.
+    """
+    reason = one_line(reason, FAILURE_REASON_MAX) or "peer add failed"
     result = await session.execute(
         update(Peer)
         .where(Peer.id == peer_id, Peer.state == "pending")
         .values(
             state="failed",
-            failure_reason=reason[:500],
+            failure_reason=reason,
             client_key_sealed=None,
             enrollment_url_sealed=None,
             updated_at=utcnow(),
@@ -342,41 +264,3 @@ async def mark_failed(
         )
     await session.commit()
     return failed
-
-
-async def reseal_all(session: AsyncSession, *, old: Sealer, new: Sealer) -> int:
-    """Re-seal every sealed blob under ``new`` (after a secret rotation); returns how many.
-
-    Blobs already sealed under ``new`` are left as they are, so a rerun is safe.
-    """
-    peers = (
-        await session.scalars(
-            select(Peer).where(
-                (Peer.client_key_sealed.is_not(None)) | (Peer.enrollment_url_sealed.is_not(None))
-            )
-        )
-    ).all()
-    count = 0
-    for peer in peers:
-        peer_id = peer.id  # read before a rollback expires the row
-        try:
-            count += _reseal_peer(peer, old=old, new=new)
-        except SealedBlobError as exc:
-            await session.rollback()
-            raise SealedBlobError(f"peer {peer_id}: {exc}") from None
-    await session.commit()
-    return count
-
-
-def _reseal_peer(peer: Peer, *, old: Sealer, new: Sealer) -> int:
-    """Re-seal the peer's blobs; returns how many changed (already-new ones do not)."""
-    count = 0
-    if peer.client_key_sealed:
-        blob = reseal(peer.client_key_sealed, aad=client_key_aad(peer.id), old=old, new=new)
-        count += blob != peer.client_key_sealed
-        peer.client_key_sealed = blob
-    if peer.enrollment_url_sealed:
-        blob = reseal(peer.enrollment_url_sealed, aad=enrollment_url_aad(peer.id), old=old, new=new)
-        count += blob != peer.enrollment_url_sealed
-        peer.enrollment_url_sealed = blob
-    return count
