@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, Response
 from api.errors import install_error_handlers
 from api.metrics import router as metrics_router
 from api.protection import install_protection
-from api.routes import audit, enrollment, grants, health, peers, reconcile, runs, users
+from api.routes import audit, enrollment, grants, health, peers, reconcile, resources, runs, users
 from api.state import Gateway
 from federation.logredact import install_redaction
 from federation.logsetup import request_id_var
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await gateway.load_identity()
         yield
         await gateway.close()
 
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     install_error_handlers(app)
-    for module in (health, users, peers, grants, audit, reconcile, runs, enrollment):
+    for module in (health, users, peers, grants, audit, reconcile, runs, enrollment, resources):
         app.include_router(module.router)
     app.include_router(metrics_router)
     return app

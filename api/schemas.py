@@ -261,6 +261,10 @@ class AuditOut(_Wire):
     status_code: int
     reason: str | None
     cert_serial: str | None
+    # An anonymous denial (unknown or malformed token) is one row per client address,
+    # verb and minute: how many requests it stands for, and from where.
+    occurrences: int = 1
+    client_address: str | None = None
 
 
 class Health(BaseModel):
@@ -312,3 +316,23 @@ class ResourceOut(_Wire):
     @classmethod
     def of(cls, item: ResourceItem) -> ResourceOut:
         return cls.model_validate(item)
+
+
+class RemoteRefusal(BaseModel):
+    status: int | None
+    reason: str
+
+
+class RemoteProblem(BaseModel):
+    detail: str
+    remote: RemoteRefusal
+
+
+class PeerRequest(_Input):
+    """A call this gateway makes to a peer's remote, as that peer (mTLS)."""
+
+    verb: Literal["capabilities", "list", "get"]
+    resource: str | None = Field(default=None, pattern=r"^[a-z_]{1,40}$")
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
+    limit: int | None = Field(default=None, ge=1, le=10000, strict=True)
+    cursor: str | None = Field(default=None, min_length=1, max_length=512)

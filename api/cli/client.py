@@ -51,6 +51,13 @@ OPTION_OF_FIELD = {
     "outcome": "--outcome",
     "limit": "--limit",
     "cursor": "--cursor",
+    "ownerUserId": "--owner",
+    "owner_user_id": "--owner",
+    "owner": "--owner",
+    "teamId": "--team",
+    "team_id": "--team",
+    "title": "--title",
+    "body": "--body",
 }
 _FIELD_PREFIX = re.compile(r"([A-Za-z_]+)([.: ])")
 _PLAIN_MESSAGES = (("Input should be a valid UUID", "not a UUID"),)

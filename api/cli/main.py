@@ -15,6 +15,10 @@ from api.cli.lazy import LazyGroup
 
 COMMANDS = {
     "user": ("api.cli.users:user", "Users of this gateway; a grant acts for one of them."),
+    "resource": (
+        "api.cli.resources:resource",
+        "Rows this gateway serves over federation: tasks, notes, credentials.",
+    ),
     "federation": (
         "api.cli.federation:federation",
         "Federation peers, grants, tokens, runs and the audit log.",
