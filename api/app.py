@@ -15,7 +15,18 @@ from fastapi import FastAPI, Request, Response
 from api.errors import install_error_handlers
 from api.metrics import router as metrics_router
 from api.protection import install_protection
-from api.routes import audit, enrollment, grants, health, peers, reconcile, resources, runs, users
+from api.routes import (
+    audit,
+    enrollment,
+    grants,
+    health,
+    peers,
+    reconcile,
+    remote,
+    resources,
+    runs,
+    users,
+)
 from api.state import Gateway
 from federation.logredact import install_redaction
 from federation.logsetup import request_id_var
@@ -58,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     install_error_handlers(app)
-    for module in (health, users, peers, grants, audit, reconcile, runs, enrollment, resources):
+    routers = (health, users, peers, remote, grants, audit, reconcile, runs, enrollment, resources)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(metrics_router)
     return app

@@ -8,7 +8,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -43,6 +48,8 @@ class RunOutcome(Generic[R]):
     still_running: bool = False
     # The id was already closed (a finished run answered; nothing was started).
     closed_before: bool = False
+    # This call started the run (False: it attached to one another request started).
+    started: bool = False
 
 
 async def start_or_attach(
@@ -53,34 +60,38 @@ async def start_or_attach(
     *,
     wait_seconds: float,
 ) -> RunOutcome[R]:
-    """Start ``run`` under ``start.id`` (or attach to the running one) and wait for it."""
+    """Start ``run`` under ``start.id`` (or attach to the run already there) and wait for it."""
     handle: WorkflowHandle[Any, R]
     closed_before = False
+    started = True
     try:
+        # FAIL, not USE_EXISTING: the conflict is how we learn the run is not ours.
         handle = await temporal.start_workflow(
             run,
             arg,
             id=start.id,
             task_queue=start.task_queue,
             id_reuse_policy=start.reuse,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             memo={"requestId": start.request_id},
             search_attributes=TypedSearchAttributes(list(start.search_attributes)),
             static_summary=start.summary,
             static_details=start.details,
         )
-    except WorkflowAlreadyStartedError:
-        handle = temporal.get_workflow_handle(start.id)
-        closed_before = True
+    except WorkflowAlreadyStartedError as running_or_done:
+        # Typed, so a finished run's result decodes to the run's own result class.
+        handle = temporal.get_workflow_handle_for(run, start.id, run_id=running_or_done.run_id)
+        started = False
+        closed_before = (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
     try:
         result = await asyncio.wait_for(handle.result(), timeout=wait_seconds)
     except TimeoutError:
-        return RunOutcome(still_running=True, closed_before=closed_before)
+        return RunOutcome(still_running=True, closed_before=closed_before, started=started)
     except WorkflowFailureError as failure:
         cause = failure.cause
         typed = cause if isinstance(cause, ApplicationError) and cause.type else None
-        return RunOutcome(failure=typed or _untyped(), closed_before=closed_before)
-    return RunOutcome(result=result, closed_before=closed_before)
+        return RunOutcome(failure=typed or _untyped(), closed_before=closed_before, started=started)
+    return RunOutcome(result=result, closed_before=closed_before, started=started)
 
 
 def _untyped() -> ApplicationError:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 
 RECONCILE_SCHEDULE_ID = "reconcile-enrollments"
-DEFAULT_TASK_QUEUE = "mosaic-federation"
+# The default queue before gateway identities; kept by setting MOSAIC_TASK_QUEUE to it.
+LEGACY_TASK_QUEUE = "mosaic-federation"
 
 
 def redeem_workflow_id(token_hash: str) -> str:
@@ -29,7 +30,18 @@ def revoke_workflow_id(grant_id: str) -> str:
 
 
 def reconcile_schedule_id(task_queue: str) -> str:
-    """One schedule per gateway; gateways sharing a Temporal namespace use their queue."""
-    if task_queue == DEFAULT_TASK_QUEUE:
+    """One schedule per gateway, named after its queue (``federation.identity.task_queue_for``);
+    the legacy default queue keeps its schedule's old name."""
+    if task_queue == LEGACY_TASK_QUEUE:
         return RECONCILE_SCHEDULE_ID
     return f"{RECONCILE_SCHEDULE_ID}-{task_queue}"
+
+
+def renew_workflow_id(grant_id: str, csr_fingerprint: str) -> str:
+    """One renewal run per grant and CSR: the same CSR again attaches to it (replay)."""
+    return f"renew-{grant_id}-{csr_fingerprint[:16]}"
+
+
+def peer_certificate_workflow_id(peer_id: str) -> str:
+    """The lifecycle run of a requesting-side peer's certificate (gateway A)."""
+    return f"peer-cert-{peer_id}"

@@ -1,12 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException
-from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleHandle
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -14,12 +10,10 @@ from api.deps import AdminDep, GatewayDep, TemporalDep
 from api.schemas import ReconcileOut, problem_responses
 from federation.runs import reconcile_schedule_id
 from workflows.reconcile import ReconcileEnrollments, ReconcileReport
+from workflows.task_queue import WORKFLOW_TASKS, recent_pollers
 
 router = APIRouter(prefix="/api/admin/federation/reconcile", tags=["reconcile"])
 
-# A live worker polls again as soon as its long poll (about a minute) ends; Temporal lists
-# a stopped worker's last poll for minutes, so only a recent poll counts as serving.
-LIVE_POLL = timedelta(seconds=90)
 RUN_WAIT_SECONDS = 60
 _RETRY = {"Retry-After": "5"}
 
@@ -30,7 +24,7 @@ async def reconcile_now(gateway: GatewayDep, temporal: TemporalDep, _: AdminDep)
 
     503 when no worker serves the task queue: the run would never start.
     """
-    task_queue = gateway.settings.mosaic_task_queue
+    task_queue = await gateway.task_queue()
     if not await worker_polls(temporal, gateway.settings.temporal_namespace, task_queue):
         raise HTTPException(503, _no_worker(task_queue), _RETRY)
     schedule_id = reconcile_schedule_id(task_queue)
@@ -69,17 +63,7 @@ async def reconcile_now(gateway: GatewayDep, temporal: TemporalDep, _: AdminDep)
 
 async def worker_polls(client: Client, namespace: str, task_queue: str) -> bool:
     """Whether a worker polled the workflow task queue recently (DescribeTaskQueue)."""
-    described = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=namespace,
-            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    recent = datetime.now(UTC) - LIVE_POLL
-    return any(
-        poller.last_access_time.ToDatetime(tzinfo=UTC) >= recent for poller in described.pollers
-    )
+    return bool(await recent_pollers(client, namespace, task_queue, kinds=(WORKFLOW_TASKS,)))
 
 
 def _no_worker(task_queue: str) -> str:
