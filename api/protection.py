@@ -1,8 +1,9 @@
-"""Request protection for the whole app: a body size cap and a per-client rate
-limit on the enrollment routes (the only routes an unauthenticated caller reaches
-with work behind them: a database read, a Temporal workflow).
+"""Request protection for the whole app: a body size cap, admin authentication on
+``/api/admin/*`` before anything reads the body, and a per-client rate limit on the
+enrollment routes (the only routes an unauthenticated caller reaches with work behind
+them: a database read, a Temporal workflow).
 
-Both are pure ASGI middleware, so a streamed body is counted chunk by chunk and
+All are pure ASGI middleware, so a streamed body is counted chunk by chunk and
 a refused request never reaches the app or the database.
 
 The rate limit keys on the transport peer address (``scope["client"]``, what
@@ -24,14 +25,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from pydantic import SecretStr
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import admin_refusal
 from federation.settings import Settings
 from federation.tokens import hash_token, is_well_formed, log_id
 
 log = logging.getLogger("mosaic.api.protection")
 
 ENROLLMENT_PREFIX = "/api/federation/enrollment"
+ADMIN_PREFIX = "/api/admin"
 RATE_LIMITED = "too many enrollment requests; retry later"
 MAX_TRACKED_CLIENTS = 10_000
 
@@ -120,6 +125,27 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+class AdminAuthentication:
+    """401/403 on ``/api/admin/*`` exactly as ``AdminDep`` answers, before the route
+    parses anything: an unauthenticated caller learns nothing from a body's 422."""
+
+    def __init__(self, app: ASGIApp, *, admin_token: SecretStr) -> None:
+        self.app = app
+        self.admin_token = admin_token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _under(ADMIN_PREFIX, scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        authorization = Headers(scope=scope).get("authorization", "")
+        refusal = admin_refusal(authorization, self.admin_token.get_secret_value())
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        headers = [(k.lower().encode(), v.encode()) for k, v in (refusal.headers or {}).items()]
+        await _send_problem(send, refusal.status_code, str(refusal.detail), headers)
+
+
 @dataclass
 class _Bucket:
     tokens: float
@@ -153,7 +179,7 @@ class EnrollmentRateLimit:
         self.buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_enrollment(scope["path"]):
+        if scope["type"] != "http" or not _under(ENROLLMENT_PREFIX, scope["path"]):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
@@ -198,8 +224,8 @@ class EnrollmentRateLimit:
         return max(1, math.ceil((1.0 - bucket.tokens) / self.rate_per_second))
 
 
-def _is_enrollment(path: str) -> bool:
-    return path == ENROLLMENT_PREFIX or path.startswith(ENROLLMENT_PREFIX + "/")
+def _under(prefix: str, path: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
 
 
 def _token_log_id(path: str) -> str:
@@ -208,7 +234,10 @@ def _token_log_id(path: str) -> str:
 
 
 def install_protection(app: FastAPI, settings: Settings) -> None:
-    """Add both middlewares; the rate limit runs first (a refused request costs nothing)."""
+    """Add the middlewares. In order of running: the rate limit (a refused request costs
+    nothing), the body cap (a declared oversize body is refused unread), then admin
+    authentication (before any route reads a body)."""
+    app.add_middleware(AdminAuthentication, admin_token=settings.mosaic_admin_token)
     app.add_middleware(BodySizeLimit, max_bytes=settings.mosaic_max_body_bytes)
     app.add_middleware(
         EnrollmentRateLimit,

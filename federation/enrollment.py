@@ -319,6 +319,7 @@ async def record_denial(
     cert_serial: str | None = None,
     actor: str = "anonymous",
     idempotency_key: str | None = None,
+    client_address: str | None = None,
 ) -> None:
     """Write the ``denied`` audit row of a refused enrollment (null FKs where unknown).
 
@@ -337,6 +338,7 @@ async def record_denial(
             peer_id=peer_id,
             cert_serial=cert_serial,
             idempotency_key=idempotency_key,
+            client_address=client_address,
         )
     )
     try:
@@ -353,3 +355,38 @@ async def lookup_token_ids(
     """(grant id, peer id) of a token, or (None, None) when unknown: for audit rows."""
     row = await session.get(EnrollmentToken, token_hash)
     return (row.grant_id, row.peer_id) if row else (None, None)
+
+
+@dataclass(frozen=True)
+class TokenRef:
+    """Whose a known token is, for the API's own checks and audit rows (no secret in it)."""
+
+    grant_id: uuid.UUID
+    peer_id: uuid.UUID
+    # The CN a CSR for this token must carry (None: a requesting-side row, never redeemable).
+    peer_common_name: str | None
+
+
+async def lookup_token(session: AsyncSession, token_hash: str) -> TokenRef | None:
+    """The grant and peer behind a token, or None when nobody knows it."""
+    row = await session.get(EnrollmentToken, token_hash)
+    if row is None:
+        return None
+    peer = await session.get(Peer, row.peer_id)
+    return TokenRef(row.grant_id, row.peer_id, peer.common_name if peer else None)
+
+
+async def why_certificate_unusable(
+    session: AsyncSession, grant_id: uuid.UUID, serial: str
+) -> str | None:
+    """Why a finished redeem's certificate may no longer be handed out (the grant was
+    revoked or expired, the certificate replaced or withdrawn), or None while the ledger
+    still counts it as the grant's usable one."""
+    grant = await session.get(Grant, grant_id, populate_existing=True)
+    if grant is None:
+        return "grant deleted"
+    if grant.status != "active":
+        return f"grant {grant.status}"
+    if serial not in await ledger.usable_serials(session, grant_id):
+        return "certificate replaced or revoked"
+    return None

@@ -4,33 +4,36 @@ The token arrives in the path; from here on only its SHA-256 travels (workflow
 input, logs show 8 chars of it). Redeem runs as the ``RedeemEnrollment``
 workflow whose id derives from the token hash, so a retried POST attaches to
 the same run.
+
+Every refusal is audited (DESIGN §5.4): a token nobody knows in a row counted per
+client address, verb and minute; anything else in a row of its own per request,
+written here or, for a run this request started, by the run itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.client import Client
 
-from api.deps import GatewayDep, RequestIdDep, SessionDep, TemporalDep
+from api.deps import ClientAddressDep, GatewayDep, RequestIdDep, SessionDep, TemporalDep
 from api.metrics import record_redeem
 from api.schemas import _Input, _Wire, problem_responses
 from api.state import Gateway
+from api.workflow_runs import RunOutcome, RunStart, start_or_attach
 from federation import enrollment
-from federation.errors import FederationError, TokenNotFound
-from federation.pki.fingerprints import fingerprint_sha256
+from federation.audit import count_anonymous_denial
+from federation.enrollment import TokenRef
+from federation.errors import FederationError, InvalidCSR, TokenNotFound
+from federation.pki.csr import check_csr
 from federation.policy import http_status_for
 from federation.remote_trust import ca_fingerprint
 from federation.runs import redeem_workflow_id
@@ -41,6 +44,11 @@ log = logging.getLogger("mosaic.api.enrollment")
 router = APIRouter(prefix="/api/federation/enrollment", tags=["enrollment"])
 
 TokenPath = Path(min_length=1, max_length=128, description="the single-use enrollment token")
+
+PREFLIGHT = "enrollment.preflight"
+REDEEM = "enrollment.redeem"
+RETRY_SAME = "enrollment could not complete; retry the same request"
+CERTIFICATE_GONE = "enrollment token was already used and its certificate is no longer valid"
 
 
 class RedeemBody(_Input):
@@ -70,6 +78,14 @@ class PreflightOut(_Wire):
     federation_url: str | None
 
 
+@dataclass(frozen=True)
+class _Caller:
+    """Who asks, as the audit rows of this request name them."""
+
+    request_id: str
+    address: str
+
+
 def _our_ca(gateway: Gateway) -> tuple[str, str]:
     """(PEM, SHA-256 fingerprint) of the root our CA issues peer certificates under."""
     root = gateway.ca().root_certificates()[0]
@@ -77,7 +93,7 @@ def _our_ca(gateway: Gateway) -> tuple[str, str]:
 
 
 def _federation_url(gateway: Gateway) -> str | None:
-    return gateway.settings.mosaic_federation_public_url or None
+    return gateway.settings.federation_url
 
 
 def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSONResponse:
@@ -85,12 +101,58 @@ def _problem(status: int, detail: str, *, retry_after: int | None = None) -> JSO
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def _csr_fingerprint(pem: str) -> str | None:
-    try:
-        csr = x509.load_pem_x509_csr(pem.encode())
-    except ValueError:
-        return None
-    return fingerprint_sha256(csr.public_bytes(serialization.Encoding.DER))
+async def _audit_refusal(
+    session: AsyncSession,
+    caller: _Caller,
+    verb: str,
+    token: TokenRef | None,
+    status: int,
+    reason: str,
+    *,
+    cert_serial: str | None = None,
+) -> None:
+    if token is None:
+        # Names nothing known: counted, so guessing cannot grow the table per request.
+        await count_anonymous_denial(
+            session,
+            request_id=caller.request_id,
+            verb=verb,
+            resource="federation_grant",
+            status_code=status,
+            reason=reason,
+            client_address=caller.address,
+        )
+        return
+    await enrollment.record_denial(
+        session,
+        request_id=caller.request_id,
+        verb=verb,
+        status_code=status,
+        reason=reason,
+        grant_id=token.grant_id,
+        peer_id=token.peer_id,
+        cert_serial=cert_serial,
+        client_address=caller.address,
+    )
+
+
+async def _deny(
+    session: AsyncSession,
+    caller: _Caller,
+    token: TokenRef,
+    status: int,
+    detail: str,
+    reason: str,
+    *,
+    cert_serial: str | None = None,
+) -> JSONResponse:
+    """A redeem refused here (not by a run this request started): its own audit row."""
+    await _audit_refusal(session, caller, REDEEM, token, status, reason, cert_serial=cert_serial)
+    return _problem(status, detail, retry_after=5 if status == 503 else None)
+
+
+def _unknown_reason(token_hash: str | None) -> str:
+    return "TokenNotFound: " + ("malformed token" if token_hash is None else "unknown token")
 
 
 @router.get(
@@ -99,7 +161,11 @@ def _csr_fingerprint(pem: str) -> str | None:
     responses=problem_responses(404, 409, 410, 422, 429),
 )
 async def preflight(
-    session: SessionDep, gateway: GatewayDep, request_id: RequestIdDep, token: str = TokenPath
+    session: SessionDep,
+    gateway: GatewayDep,
+    request_id: RequestIdDep,
+    address: ClientAddressDep,
+    token: str = TokenPath,
 ) -> PreflightOut:
     """What the token is for (CN to use, grant, user, expiry) without consuming it."""
     token_hash = hash_token(token) if is_well_formed(token) else None
@@ -108,18 +174,14 @@ async def preflight(
             raise TokenNotFound(enrollment.TOKEN_NOT_VALID, cause="malformed token")
         view = await enrollment.describe_token(session, token_hash)
     except FederationError as refused:
-        grant_id, peer_id = (
-            await enrollment.lookup_token_ids(session, token_hash) if token_hash else (None, None)
+        known = await enrollment.lookup_token(session, token_hash) if token_hash else None
+        reason = (
+            f"{refused.kind}: {refused.cause or refused.message}"
+            if known
+            else _unknown_reason(token_hash)
         )
-        await enrollment.record_denial(
-            session,
-            request_id=request_id,
-            verb="enrollment.preflight",
-            status_code=refused.status,
-            reason=f"{refused.kind}: {refused.cause or refused.message}",
-            grant_id=grant_id,
-            peer_id=peer_id,
-        )
+        caller = _Caller(request_id, address)
+        await _audit_refusal(session, caller, PREFLIGHT, known, refused.status, reason)
         raise
     return PreflightOut(
         peer_common_name=view.peer_common_name,
@@ -142,11 +204,13 @@ async def redeem(
     gateway: GatewayDep,
     temporal: TemporalDep,
     request_id: RequestIdDep,
+    address: ClientAddressDep,
     token: str = TokenPath,
 ) -> RedeemOut | JSONResponse:
     """Redeem the token with a CSR: 200 with the certificate, or a one-line refusal."""
     started = time.perf_counter()
-    answer = await _redeem(body, session, gateway, temporal, request_id, token)
+    caller = _Caller(request_id, address)
+    answer = await _redeem(body, session, gateway, temporal, caller, token)
     status = answer.status_code if isinstance(answer, JSONResponse) else 200
     record_redeem(status, time.perf_counter() - started)
     return answer
@@ -157,90 +221,104 @@ async def _redeem(
     session: AsyncSession,
     gateway: Gateway,
     temporal: Client,
-    request_id: str,
+    caller: _Caller,
     token: str,
 ) -> RedeemOut | JSONResponse:
-    if not is_well_formed(token):
-        await enrollment.record_denial(
-            session,
-            request_id=request_id,
-            verb="enrollment.redeem",
-            status_code=404,
-            reason="TokenNotFound: malformed token",
-        )
+    token_hash = hash_token(token) if is_well_formed(token) else None
+    known = await enrollment.lookup_token(session, token_hash) if token_hash else None
+    if token_hash is None or known is None:
+        # Refused here, so a guessed token does not cost a workflow run.
+        await _audit_refusal(session, caller, REDEEM, None, 404, _unknown_reason(token_hash))
         return _problem(404, enrollment.TOKEN_NOT_VALID)
-    token_hash = hash_token(token)
-    known = await enrollment.lookup_token_ids(session, token_hash) != (None, None)
+    try:
+        # Pure, against the token's peer CN: a bad CSR gets its own 400 and never starts,
+        # nor is answered by, a run (another client's run must not answer for it).
+        csr = check_csr(body.csr_pem, expected_common_name=known.peer_common_name)
+    except InvalidCSR as refused:
+        return await _deny(
+            session, caller, known, 400, refused.message, f"{refused.kind}: {refused.message}"
+        )
     # Hand the connection back before waiting on the workflow: a burst of waiting
     # requests must not hold the pool, nor fail on a connection dropped meanwhile.
     await session.rollback()
-    if not known:
-        # Unknown: refused here, so a guessed token does not cost a workflow run.
-        await enrollment.record_denial(
-            session,
-            request_id=request_id,
-            verb="enrollment.redeem",
-            status_code=404,
-            reason="TokenNotFound: unknown token",
-        )
-        return _problem(404, enrollment.TOKEN_NOT_VALID)
     settings = gateway.settings
-    workflow_id = redeem_workflow_id(token_hash)
-    handle: WorkflowHandle[RedeemEnrollment, RedeemResult]
-    already_redeemed = False
-    try:
-        handle = await temporal.start_workflow(
-            RedeemEnrollment.run,
-            RedeemInput(request_id, token_hash, body.csr_pem, settings.mosaic_ca_retry_seconds),
-            id=workflow_id,
-            task_queue=settings.mosaic_task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            memo={"requestId": request_id},
-            static_summary=f"Redeem enrollment token {log_id(token_hash)}",
-            static_details=(
+    outcome = await start_or_attach(
+        temporal,
+        RedeemEnrollment.run,
+        RedeemInput(caller.request_id, token_hash, body.csr_pem, settings.mosaic_ca_retry_seconds),
+        RunStart(
+            id=redeem_workflow_id(token_hash),
+            task_queue=await gateway.task_queue(),
+            request_id=caller.request_id,
+            summary=f"Redeem enrollment token {log_id(token_hash)}",
+            details=(
                 "A remote peer redeems a single-use enrollment token with a CSR: validate,"
                 " claim the token, have the CA sign, verify the grant and user OIDs, activate"
                 " the grant. Only the token's SHA-256 is here; search GrantId / PeerId."
             ),
-        )
-    except WorkflowAlreadyStartedError:
-        # A completed run exists: the token was redeemed. Same CSR → same answer.
-        handle = temporal.get_workflow_handle_for(RedeemEnrollment.run, workflow_id)
-        already_redeemed = True
-
-    try:
-        result = await asyncio.wait_for(
-            handle.result(), timeout=settings.mosaic_enroll_wait_seconds
-        )
-    except TimeoutError:
+        ),
+        wait_seconds=settings.mosaic_enroll_wait_seconds,
+    )
+    if outcome.still_running:
         log.info("redeem %s still running after the wait budget", log_id(token_hash))
         return _problem(
             503, "enrollment is still in progress; retry the same request", retry_after=5
         )
-    except WorkflowFailureError as failure:
-        cause = failure.cause
-        if isinstance(cause, ApplicationError) and cause.type:
-            status = http_status_for(cause.type)
-            retry_after = 5 if status == 503 else None
-            return _problem(status, cause.message, retry_after=retry_after)
-        return _problem(503, "enrollment could not complete; try again later", retry_after=5)
-
-    if result.csr_fingerprint != _csr_fingerprint(body.csr_pem):
+    if outcome.result is None:
+        return await _refused_by_run(session, caller, known, outcome)
+    if outcome.result.csr_fingerprint != csr.fingerprint:
         # Another CSR won this token: 409 for a race lost to a running redeem, 410 once done.
-        status = 410 if already_redeemed else 409
-        await enrollment.record_denial(
-            session,
-            request_id=request_id,
-            verb="enrollment.redeem",
-            status_code=status,
-            reason="TokenUsed: claimed by a different CSR",
-            grant_id=uuid.UUID(result.grant_id),
-            peer_id=uuid.UUID(result.peer_id),
+        status = 410 if outcome.closed_before else 409
+        detail = (
+            enrollment.TOKEN_GONE
+            if outcome.closed_before
+            else "enrollment token was already claimed by a different CSR"
         )
-        if already_redeemed:
-            return _problem(410, enrollment.TOKEN_GONE)
-        return _problem(409, "enrollment token was already claimed by a different CSR")
+        return await _deny(
+            session, caller, known, status, detail, "TokenUsed: claimed by a different CSR"
+        )
+    return await _certificate(session, gateway, caller, known, outcome.result)
+
+
+async def _refused_by_run(
+    session: AsyncSession, caller: _Caller, token: TokenRef, outcome: RunOutcome[RedeemResult]
+) -> JSONResponse:
+    failure = outcome.failure
+    kind = (failure.type if failure else None) or "Unavailable"
+    message = failure.message if failure else RETRY_SAME
+    status = http_status_for(kind)
+    if outcome.started:
+        # The run wrote this request's audit row itself.
+        return _problem(status, message, retry_after=5 if status == 503 else None)
+    reason = f"{kind}: {message} (answered by a run another request started)"
+    if kind == "InvalidCSR":
+        # That run was refused for another request's CSR, and ours passed the same check:
+        # not our answer. The failed run frees the id, so a retry starts a run of our own.
+        return await _deny(session, caller, token, 503, RETRY_SAME, reason)
+    return await _deny(session, caller, token, status, message, reason)
+
+
+async def _certificate(
+    session: AsyncSession,
+    gateway: Gateway,
+    caller: _Caller,
+    token: TokenRef,
+    result: RedeemResult,
+) -> RedeemOut | JSONResponse:
+    """A run's certificate for the CSR it was issued to, only while the ledger still counts
+    it as the grant's usable one: a replay after a revocation, or a revocation landing
+    between the activation and this answer, gets 410 rather than a dead certificate."""
+    gone = await enrollment.why_certificate_unusable(session, token.grant_id, result.serial)
+    if gone is not None:
+        return await _deny(
+            session,
+            caller,
+            token,
+            410,
+            f"{CERTIFICATE_GONE} ({gone})",
+            f"TokenUsed: certificate {result.serial} is no longer usable ({gone})",
+            cert_serial=result.serial,
+        )
     return RedeemOut(
         cert_pem=result.cert_pem,
         cert_chain_pem=result.chain_pem,

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -29,6 +30,10 @@ _RSA_MAX_BITS = 8192
 _MAX_COMMON_NAME = 64
 _MAX_OID_IN_MESSAGE = 64
 _KEY_POLICY = "EC P-256, EC P-384 or RSA 2048-8192"
+# SHA-1 and MD5 have practical collisions; SHA-224 is below what we promise. Ed25519 CSRs
+# carry no separate hash (None) and are refused by their key type instead.
+_ALLOWED_SIGNATURE_HASHES = frozenset({"sha256", "sha384", "sha512"})
+_SIGNATURE_NOT_ALLOWED = "CSR signature algorithm not allowed (use SHA-256 or better)"
 
 _BEGIN = re.compile(r"-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----")
 _END = re.compile(r"-----END (?:NEW )?CERTIFICATE REQUEST-----")
@@ -62,14 +67,17 @@ def check_csr(
 ) -> CheckedCSR:
     """Parse and vet a PEM CSR; raise ``InvalidCSR`` with a one-line reason.
 
-    Accepted: a single PEM certificate request with a valid self-signature, an
-    EC P-256/P-384 or RSA 2048-8192 key, exactly one non-empty common name of at
-    most 64 characters (equal to ``expected_common_name`` when given), DNS SANs
-    that are absent or exactly ``[common name]``, and no extensions besides
-    SAN, keyUsage, extKeyUsage and a non-CA basicConstraints.
+    Accepted: a single PEM certificate request with a valid self-signature over
+    SHA-256, SHA-384 or SHA-512, an EC P-256/P-384 or RSA 2048-8192 key, exactly
+    one non-empty common name of at most 64 characters (equal to
+    ``expected_common_name`` when given), DNS SANs that are absent or exactly
+    ``[common name]``, and no extensions besides SAN, keyUsage, extKeyUsage and
+    a non-CA basicConstraints.
     """
     csr = _parse(pem, max_bytes)
 
+    # Before the signature check: a valid SHA-1 signature must not read as a broken one.
+    _check_signature_algorithm(csr)
     if not _signature_is_valid(csr):
         raise InvalidCSR("CSR signature is invalid")
     key = _public_key(csr)
@@ -111,6 +119,15 @@ def _parse(pem: object, max_bytes: int) -> x509.CertificateSigningRequest:
         return x509.load_pem_x509_csr(data)
     except ValueError:
         raise InvalidCSR("CSR could not be parsed") from None
+
+
+def _check_signature_algorithm(csr: x509.CertificateSigningRequest) -> None:
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except (UnsupportedAlgorithm, ValueError):
+        raise InvalidCSR(_SIGNATURE_NOT_ALLOWED) from None
+    if algorithm is not None and algorithm.name not in _ALLOWED_SIGNATURE_HASHES:
+        raise InvalidCSR(_SIGNATURE_NOT_ALLOWED)
 
 
 def _signature_is_valid(csr: x509.CertificateSigningRequest) -> bool:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.dbsnap import snapshot
 from tests.support.factories import DEFAULT_SCOPE, make_peer, make_token, make_user
+from tests.support.legacy_csr import legacy_signed_csr
 from tests.support.pki import make_csr
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -95,6 +96,10 @@ def _csr(
 
 def _p256() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
+
+
+def _rsa2048() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 2048)
 
 
 def _good(ctx: Ctx) -> str:
@@ -172,6 +177,10 @@ CSR_CASES = [
     _csr_case("csr-with-nul-byte", lambda ctx: _good(ctx).replace("\n", "\n\x00", 2)),
     _csr_case("csr-over-16kib", lambda ctx: _good(ctx) + "\n" * 17_000),
     _csr_case("csr-empty-string", lambda ctx: "", status=422),
+    # Valid self-signatures over a broken hash: refused for the algorithm, before the signature.
+    _csr_case("csr-sha1-ecdsa", lambda ctx: legacy_signed_csr(ctx.cn, "sha1", _p256())),
+    _csr_case("csr-sha1-rsa", lambda ctx: legacy_signed_csr(ctx.cn, "sha1", _rsa2048())),
+    _csr_case("csr-md5-rsa", lambda ctx: legacy_signed_csr(ctx.cn, "md5", _rsa2048())),
 ]
 
 
@@ -645,6 +654,8 @@ TOKEN_MINT_CASES = [
     Bad("token-mint-non-uuid-grant", "POST", f"{ADMIN}/grants/nope/tokens", 422, json=_ttl(60)),
 ]
 
+_NO_AUTH = {"Authorization": ""}
+
 QUERY_AND_AUTH_CASES = [
     Bad("audit-grant-not-uuid", "GET", f"{ADMIN}/audit?grant=%27%20OR%201%3D1", 422),
     Bad("audit-peer-not-uuid", "GET", f"{ADMIN}/audit?peer=abc", 422),
@@ -667,6 +678,42 @@ QUERY_AND_AUTH_CASES = [
         f"{ADMIN}/grants",
         401,
         headers={"Authorization": "Basic YWRtaW46YWRtaW4="},
+    ),
+    # Authentication comes before parsing: a broken body without the token learns nothing.
+    *(
+        Bad(case_id, method, path, 401, raw=lambda c: b'{"name": "unterminated', headers=_NO_AUTH)
+        for case_id, method, path in (
+            ("admin-no-auth-broken-json-user", "POST", "/api/admin/users"),
+            ("admin-no-auth-broken-json-grant", "POST", f"{ADMIN}/grants"),
+            ("admin-no-auth-broken-json-revoke", "PATCH", f"{ADMIN}/grants/{{grant}}/revoke"),
+            ("admin-no-auth-broken-json-token", "POST", f"{ADMIN}/grants/{{grant}}/tokens"),
+            ("admin-no-auth-broken-json-peer-cert", "PATCH", f"{ADMIN}/peers/{{peer}}/cert"),
+        )
+    ),
+    Bad(
+        "admin-no-auth-wrong-types",
+        "POST",
+        f"{ADMIN}/peers",
+        401,
+        json=lambda c: {"commonName": 5, "displayName": []},
+        headers=_NO_AUTH,
+    ),
+    Bad(
+        "admin-no-auth-form-body",
+        "POST",
+        f"{ADMIN}/peers/enroll",
+        401,
+        raw=lambda c: b"enrollmentUrl=x",
+        content_type="application/x-www-form-urlencoded",
+        headers=_NO_AUTH,
+    ),
+    Bad(
+        "admin-wrong-bearer-broken-json",
+        "POST",
+        f"{ADMIN}/peers/keypair",
+        403,
+        raw=lambda c: b"[",
+        headers={"Authorization": "Bearer not-the-admin-token-at-all"},
     ),
     Bad("admin-wrong-method", "DELETE", "/api/admin/users", 405),
     Bad("admin-unknown-route", "GET", "/api/admin/../../etc/passwd", 404),
