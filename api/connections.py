@@ -31,6 +31,7 @@ import h11
 from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from api.tls_alerts import start_tls_server
 from api.tlsinfo import ListenerTLS, tls_extension
 
 log = logging.getLogger("mosaic.api.connections")
@@ -246,14 +247,14 @@ class GuardedH11Protocol(H11Protocol):
             return
         transport: asyncio.Transport | None = None
         try:
-            transport = await self.loop.start_tls(
+            transport = await start_tls_server(
+                self.loop,
                 tcp,
                 self,
                 tls.context,
-                server_side=True,
-                ssl_handshake_timeout=self.listener.header_timeout,
+                handshake_timeout=self.listener.header_timeout,
                 # A peer that never answers close_notify must not hold the socket long.
-                ssl_shutdown_timeout=self.listener.header_timeout,
+                shutdown_timeout=self.listener.header_timeout,
             )
         except OSError:  # ssl.SSLError and timeouts too; asyncio has closed the socket
             pass

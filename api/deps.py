@@ -41,21 +41,43 @@ async def get_temporal(gateway: GatewayDep) -> Client:
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
-def require_admin(request: Request, gateway: GatewayDep) -> str:
-    """Bearer admin token, compared in constant time: 401 without one, 403 when wrong."""
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
+ADMIN = "admin"
+
+
+def admin_refusal(authorization: str, expected: str) -> HTTPException | None:
+    """Why an ``Authorization`` header does not make its caller the admin, or None.
+
+    Bearer admin token, compared in constant time: 401 without one, 403 when wrong.
+    The admin middleware (``api.protection``) and ``AdminDep`` both answer with this.
+    """
+    scheme, _, presented = authorization.partition(" ")
     if scheme.lower() != "bearer" or not presented:
-        raise HTTPException(
+        return HTTPException(
             401, "admin bearer token required", headers={"WWW-Authenticate": "Bearer"}
         )
-    expected = gateway.settings.mosaic_admin_token.get_secret_value()
     if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
-        raise HTTPException(403, "admin bearer token is not valid")
-    return "admin"
+        return HTTPException(403, "admin bearer token is not valid")
+    return None
+
+
+def require_admin(request: Request, gateway: GatewayDep) -> str:
+    """The actor of an admin route; the middleware already refused everyone else."""
+    expected = gateway.settings.mosaic_admin_token.get_secret_value()
+    refusal = admin_refusal(request.headers.get("authorization", ""), expected)
+    if refusal is not None:
+        raise refusal
+    return ADMIN
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
+
+
+def get_client_address(request: Request) -> str:
+    """The transport peer's address, the key the enrollment rate limit uses too."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddressDep = Annotated[str, Depends(get_client_address)]
 
 
 def get_request_id(request: Request) -> str:

@@ -9,8 +9,11 @@ from typing import Any
 import uvicorn
 
 from api.app import create_app
+from api.federation_app import create_federation_app
+from api.federation_listener import federation_listener
 from api.openfiles import raise_open_files_limit
 from api.server import build_server
+from federation.ca.factory import ca_from_settings
 from federation.logsetup import configure_logging
 from federation.settings import Settings
 
@@ -24,26 +27,40 @@ async def run_gateway(
     proxy_headers: bool = False,
     forwarded_allow_ips: str | None = None,
 ) -> None:
-    """Serve the API until interrupted; with ``with_worker`` also run the Temporal worker.
+    """Serve the API (and the federation listener when configured) until interrupted; with
+    ``with_worker`` also run the Temporal worker.
 
     ``proxy_headers`` trusts X-Forwarded-For/-Proto from ``forwarded_allow_ips`` only.
     """
     configure_logging(settings.mosaic_log_format)
     raise_open_files_limit()
-    api = build_server(
-        create_app(settings),
-        host=host,
-        port=port,
-        settings=settings,
-        proxy_headers=proxy_headers,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
+    servers = [
+        build_server(
+            create_app(settings),
+            host=host,
+            port=port,
+            settings=settings,
+            proxy_headers=proxy_headers,
+            forwarded_allow_ips=forwarded_allow_ips,
+        )
+    ]
+    listener = federation_listener(settings, ca_from_settings(settings))
+    if listener is not None:
+        servers.append(
+            build_server(
+                create_federation_app(settings),
+                host=listener.host,
+                port=listener.port,
+                settings=settings,
+                tls=listener.tls,
+            )
+        )
     companions: list[Coroutine[Any, Any, None]] = []
     if with_worker:
         from workflows.worker import run_worker
 
         companions.append(run_worker(settings))
-    await serve_together([api], companions)
+    await serve_together(servers, companions)
 
 
 async def serve_together(

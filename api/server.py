@@ -4,8 +4,10 @@ TLS extension, an access log without query strings, rate-limited noisy lines."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Generator
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -85,7 +87,21 @@ def build_server(
         listener.header_timeout,
         listener.body_timeout,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the command running it.
+
+    uvicorn's own capture re-raises SIGTERM after its shutdown; with two servers in one
+    process (the admin API and the federation listener) each would re-raise it into the
+    other's shutdown. ``api.cli.gateway.run_until_stopped`` owns SIGTERM and Ctrl-C and
+    stops every server of the process in order.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def _describe_tls(tls: ServerTLS | None) -> str:

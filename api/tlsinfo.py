@@ -25,6 +25,8 @@ class ServerTLS:
     keyfile: str
     client_ca_pem: str | None
     require_client_cert: bool
+    # For a key file kept encrypted (the built-in CA's listener key).
+    key_password: str | None = None
 
     def context(self) -> ssl.SSLContext:
         """TLS 1.2+; with a client CA, only that CA is trusted (never the system store),
@@ -36,7 +38,7 @@ class ServerTLS:
         # Client-initiated renegotiation is a cheap way to make the server do handshakes.
         context.options |= ssl.OP_NO_RENEGOTIATION
         context.set_alpn_protocols(["http/1.1"])
-        context.load_cert_chain(self.certfile, self.keyfile)
+        context.load_cert_chain(self.certfile, self.keyfile, password=self.key_password)
         if self.client_ca_pem:
             context.load_verify_locations(cadata=self.client_ca_pem)
             context.verify_mode = (

@@ -143,27 +143,10 @@ class RemoteGateway:
         )
         response = await self._client.send(request, stream=True)
         try:
-            content = await self._read_capped(response)
+            content = await read_capped(response, self._max_bytes)
         finally:
             await response.aclose()
         return _Answer(response.status_code, response.headers, content)
-
-    async def _read_capped(self, response: httpx.Response) -> bytes:
-        too_large = RemoteAnswerTooLarge(
-            f"remote answer too large (more than {self._max_bytes} bytes)"
-        )
-        encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise RemoteAnswerRejected("remote answer is compressed; only identity is accepted")
-        length = response.headers.get("content-length", "").strip()
-        if _DIGITS.fullmatch(length) and int(length) > self._max_bytes:
-            raise too_large
-        content = bytearray()
-        async for chunk in response.aiter_raw():
-            content += chunk
-            if len(content) > self._max_bytes:
-                raise too_large
-        return bytes(content)
 
     def _accepted(self, target: RemoteTarget, answer: _Answer, what: str) -> dict[str, Any]:
         """A 2xx as a JSON object; a transient or definitive refusal otherwise."""
@@ -174,6 +157,23 @@ class RemoteGateway:
         if status in (429, 503) or (status >= 500 and status != 502):
             raise RemoteUnavailable(reason, retry_after=_retry_after(answer.headers))
         raise EnrollmentRefused(reason)
+
+
+async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """A streamed answer's body, refused (``RemoteAnswerTooLarge``) past ``max_bytes``."""
+    too_large = RemoteAnswerTooLarge(f"remote answer too large (more than {max_bytes} bytes)")
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RemoteAnswerRejected("remote answer is compressed; only identity is accepted")
+    length = response.headers.get("content-length", "").strip()
+    if _DIGITS.fullmatch(length) and int(length) > max_bytes:
+        raise too_large
+    content = bytearray()
+    async for chunk in response.aiter_raw():
+        content += chunk
+        if len(content) > max_bytes:
+            raise too_large
+    return bytes(content)
 
 
 def _detail(answer: _Answer) -> str:

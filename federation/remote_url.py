@@ -15,6 +15,7 @@ import ipaddress
 import re
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from federation.errors import InvalidInput
@@ -27,6 +28,9 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _RESOLVE_SECONDS = 10.0
 ALLOW_HTTP_LOOPBACK = "MOSAIC_ENROLL_ALLOW_HTTP_LOOPBACK"
 ALLOWED_NETWORKS = "MOSAIC_ENROLL_ALLOWED_NETWORKS"
+
+if TYPE_CHECKING:
+    from federation.settings import Settings
 
 
 class AddressNotAllowed(InvalidInput):
@@ -56,6 +60,13 @@ class AddressPolicy:
     def of(cls, *, allow_http_loopback: bool, allowed_networks: str) -> AddressPolicy:
         return cls(allow_http_loopback, parse_networks(allowed_networks))
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AddressPolicy:
+        return cls.of(
+            allow_http_loopback=settings.mosaic_enroll_allow_http_loopback,
+            allowed_networks=settings.mosaic_enroll_allowed_networks,
+        )
+
 
 @dataclass(frozen=True)
 class RemoteTarget:
@@ -83,9 +94,14 @@ def parse_enrollment_url(url: str, policy: AddressPolicy) -> RemoteTarget:
 
 def parse_federation_url(url: str, policy: AddressPolicy) -> str:
     """The remote's federation listener URL, under the same policy; returned canonical."""
+    return federation_target(url, policy).url
+
+
+def federation_target(url: str, policy: AddressPolicy) -> RemoteTarget:
+    """The remote's federation listener as a target to connect to, under the policy."""
     if len(url) > 2048:
         raise InvalidInput("federationUrl is longer than 2048 characters")
-    return _parse(url, "federationUrl", policy).url
+    return _parse(url, "federationUrl", policy)
 
 
 def _parse(url: str, field: str, policy: AddressPolicy) -> RemoteTarget:

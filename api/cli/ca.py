@@ -31,12 +31,23 @@ def ca() -> None:
     "--address", default="127.0.0.1:9000", show_default=True, help="where step-ca listens"
 )
 @click.option("--dns-name", "dns_names", multiple=True, help="names in the CA's TLS certificate")
-def init(directory: Path, address: str, dns_names: tuple[str, ...]) -> None:
-    """Create root, intermediate, the mosaic-fed JWK provisioner and federation.tpl.
+@click.option(
+    "--listener-name",
+    "listener_names",
+    multiple=True,
+    help="a name of the gateway's federation listener (repeatable): issue its TLS"
+    " certificate from this CA  [default: localhost, 127.0.0.1]",
+)
+def init(
+    directory: Path, address: str, dns_names: tuple[str, ...], listener_names: tuple[str, ...]
+) -> None:
+    """Create root, intermediate, the mosaic-fed JWK provisioner and federation.tpl, and a
+    TLS certificate for the gateway's federation listener signed by the same CA.
 
-    Idempotent: an existing CA in DIR is kept as it is.
+    Idempotent: an existing CA in DIR is kept as it is (the listener certificate is
+    issued again, for the names given).
     """
-    from federation.ca.stepca_init import init_step_ca
+    from federation.ca.stepca_init import init_step_ca, issue_listener_certificate
 
     existed = (directory / "config" / "ca.json").exists()
     files = init_step_ca(directory, address=address, dns_names=list(dns_names) or None)
@@ -47,3 +58,8 @@ def init(directory: Path, address: str, dns_names: tuple[str, ...]) -> None:
     click.echo(f"    STEP_CA_URL={files.url}")
     click.echo(f'    STEP_CA_PROVISIONER_KEY_JSON="$(cat {files.provisioner_key_json})"')
     click.echo(f"    STEP_CA_ROOT_CERT_PATH={files.root_cert}")
+    certfile, keyfile = issue_listener_certificate(
+        files.directory, list(listener_names) or ["localhost", "127.0.0.1"]
+    )
+    click.echo(f"    MOSAIC_FEDERATION_TLS_CERT={certfile}")
+    click.echo(f"    MOSAIC_FEDERATION_TLS_KEY={keyfile}")

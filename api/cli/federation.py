@@ -23,6 +23,11 @@ COMMANDS = {
         "Run the reconcile schedule once and show what it repaired.",
     ),
     "keys": ("api.cli.keys:keys", "Sealed peer keys (AES-256-GCM under BETTER_AUTH_SECRET)."),
+    "list": (
+        "api.cli.remote:federation_list",
+        "List the remote's rows of RESOURCE that this peer's grant lets it see.",
+    ),
+    "get": ("api.cli.remote:federation_get", "Show one row of RESOURCE from the peer's remote."),
 }
 
 

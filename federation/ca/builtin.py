@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +25,11 @@ from typing import TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from federation.ca.base import IssuedCertificate, IssueRequest, checked_id, checked_serial
+from federation.ca.files import atomic_write, write_new_file
 from federation.ca.hierarchy import certificate_pem, encrypted_key_pem, new_hierarchy
 from federation.errors import CARefused, CAUnavailable
 from federation.pki.certs import serial_hex
@@ -120,10 +122,92 @@ class BuiltinCA:
         """Return the trust anchor peers must chain to."""
         return [self._root]
 
+    def intermediate_certificates(self) -> list[x509.Certificate]:
+        """The CA that signs the leaves, for listeners that verify client chains."""
+        return [self._intermediate]
+
+    def sign_server_certificate(
+        self, public_key: ec.EllipticCurvePublicKey, names: list[str], validity: timedelta
+    ) -> tuple[str, str]:
+        """(certificate PEM, chain PEM) of a TLS server certificate for ``names`` (DNS names
+        or IP addresses): the federation listener's, so that peers pinning this CA trust it."""
+        sans = [_general_name(name) for name in names]
+        cert = (
+            self._leaf_builder(names[0], public_key, x509.random_serial_number(), validity)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(self._intermediate_key, hashes.SHA256())
+        )
+        return _pem(cert), _pem(self._intermediate)
+
     async def check_health(self) -> None:
         """Raise ``CAUnavailable`` if the CA directory or its files vanished."""
         if not await asyncio.to_thread(self._files_present):
             raise CAUnavailable("built-in CA directory is missing")
+
+    def sign_crl(
+        self, entries: list[tuple[int, datetime, x509.ReasonFlags | None]], *, lifetime: timedelta
+    ) -> bytes:
+        """A DER CRL of ``entries`` (serial, revocation time, reason), signed by the
+        intermediate that issued them; its number is its issue time in milliseconds."""
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self._intermediate.subject)
+            .last_update(now - _BACKDATE)
+            .next_update(now + lifetime)
+            .add_extension(x509.CRLNumber(int(now.timestamp() * 1000)), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    self._intermediate.extensions.get_extension_for_class(
+                        x509.SubjectKeyIdentifier
+                    ).value
+                ),
+                critical=False,
+            )
+        )
+        for serial, revoked_at, reason in entries:
+            revoked = (
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(revoked_at)
+            )
+            if reason is not None:
+                revoked = revoked.add_extension(x509.CRLReason(reason), critical=False)
+            builder = builder.add_revoked_certificate(revoked.build())
+        crl = builder.sign(self._intermediate_key, hashes.SHA256())
+        return crl.public_bytes(serialization.Encoding.DER)
+
+    def _leaf_builder(
+        self,
+        common_name: str,
+        public_key: CertificatePublicKeyTypes,
+        serial: int,
+        validity: timedelta,
+    ) -> x509.CertificateBuilder:
+        """What every leaf of this CA has: name, key, serial, dates (notBefore backdated),
+        digitalSignature only, not a CA, key identifiers."""
+        now = datetime.now(UTC)
+        not_after = min(now + validity, self._intermediate.not_valid_after_utc)
+        if not_after <= now:
+            raise CAUnavailable("built-in CA intermediate certificate has expired")
+        issuer_ski = self._intermediate.extensions.get_extension_for_class(
+            x509.SubjectKeyIdentifier
+        ).value
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self._intermediate.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(now - _BACKDATE)
+            .not_valid_after(not_after)
+            .add_extension(_leaf_key_usage(), critical=True)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
+                critical=False,
+            )
+        )
 
     def _files_present(self) -> bool:
         return all((self._directory / path).is_file() for path in _CA_FILES)
@@ -146,29 +230,9 @@ class BuiltinCA:
         except Exception:
             raise CARefused("CSR key type is not supported") from None
 
-        now = datetime.now(UTC)
-        not_after = min(now + self._validity, self._intermediate.not_valid_after_utc)
-        if not_after <= now:
-            raise CAUnavailable("built-in CA intermediate certificate has expired")
-        issuer_ski = self._intermediate.extensions.get_extension_for_class(
-            x509.SubjectKeyIdentifier
-        ).value
         builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self._intermediate.subject)
-            .public_key(public_key)
-            .serial_number(serial)
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(not_after)
-            .add_extension(_leaf_key_usage(), critical=True)
+            self._leaf_builder(common_name, public_key, serial, self._validity)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski),
-                critical=False,
-            )
             .add_extension(san, critical=False)
             .add_extension(
                 x509.UnrecognizedExtension(GRANT_ID_OID, encode_utf8string(grant_id)),
@@ -201,7 +265,7 @@ class BuiltinCA:
                     for key, entry in sorted(revoked.items())
                 }
             }
-            _atomic_write(self._directory / _REVOKED, json.dumps(document, indent=2).encode())
+            atomic_write(self._directory / _REVOKED, json.dumps(document, indent=2).encode())
 
     @contextlib.contextmanager
     def _revocation_lock(self) -> Iterator[None]:
@@ -244,11 +308,12 @@ def _create(directory: Path) -> None:
 
     # Password first: O_EXCL on it makes a concurrent creator fail instead of
     # writing a second, different CA over this one.
-    _write_new(directory / _PASSWORD, password)
-    _write_new(directory / _ROOT_KEY, encrypted_key_pem(made.root_key, password))
-    _write_new(directory / _INTERMEDIATE_KEY, encrypted_key_pem(made.intermediate_key, password))
-    _write_new(directory / _ROOT_CERT, certificate_pem(made.root))
-    _write_new(directory / _INTERMEDIATE_CERT, certificate_pem(made.intermediate))
+    write_new_file(directory / _PASSWORD, password)
+    write_new_file(directory / _ROOT_KEY, encrypted_key_pem(made.root_key, password))
+    intermediate_key = encrypted_key_pem(made.intermediate_key, password)
+    write_new_file(directory / _INTERMEDIATE_KEY, intermediate_key)
+    write_new_file(directory / _ROOT_CERT, certificate_pem(made.root))
+    write_new_file(directory / _INTERMEDIATE_CERT, certificate_pem(made.intermediate))
 
 
 def _load(directory: Path) -> tuple[x509.Certificate, x509.Certificate, _SigningKey]:
@@ -321,32 +386,12 @@ def _csr_dns_names(csr: x509.CertificateSigningRequest) -> list[str]:
     return san.get_values_for_type(x509.DNSName)
 
 
+def _general_name(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb", closefd=False) as handle:
-            handle.write(data)
-            handle.flush()
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise

@@ -15,10 +15,12 @@ import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from federation.ca.hierarchy import certificate_pem, encrypted_key_pem, new_hierarchy
@@ -214,3 +216,35 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+LISTENER_LIFETIME = timedelta(days=365)
+
+
+def issue_listener_certificate(
+    directory: Path, names: list[str], *, lifetime: timedelta = LISTENER_LIFETIME
+) -> tuple[Path, Path]:
+    """A TLS server certificate for the gateway's federation listener, signed by this CA's
+    intermediate (peers pin this CA's root and verify the listener against it).
+
+    Returns (``certs/federation-listener.crt``: leaf then intermediate,
+    ``secrets/federation-listener.key``: 0600) for MOSAIC_FEDERATION_TLS_CERT / _KEY.
+    """
+    from federation.ca.builtin import BuiltinCA
+
+    # The directory has the built-in CA's layout: it can sign with the same code.
+    signer = BuiltinCA.open_or_create(directory.resolve())
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert_pem, chain_pem = signer.sign_server_certificate(key.public_key(), names, lifetime)
+    certfile = directory / "certs" / "federation-listener.crt"
+    keyfile = directory / "secrets" / "federation-listener.key"
+    _write_public(certfile, (cert_pem + chain_pem).encode("ascii"))
+    _write_private(
+        keyfile,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    return certfile, keyfile

@@ -151,6 +151,23 @@ def verify_issued_certificate(
     )
 
 
+def verify_client_chain(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    roots: list[x509.Certificate],
+    at: datetime,
+) -> None:
+    """A presented client certificate chains to one of ``roots`` and every certificate
+    on the path is valid at ``at``; ``CertificateRejected`` otherwise."""
+    _check_client_leaf(leaf)
+    _check_chain(leaf, intermediates, roots, at)
+
+
+def load_chain(chain_pem: str) -> list[x509.Certificate]:
+    """The certificates of a PEM bundle (empty text: none); ``CertificateRejected`` if garbled."""
+    return _load_chain(chain_pem)
+
+
 def _load_pem_certificates(pem: object, *, what: str) -> list[x509.Certificate]:
     if not isinstance(pem, str):
         raise CertificateRejected(f"{what} is not a PEM string")
