@@ -104,6 +104,8 @@ class StoreInput:
     ca_cert_pem: str = ""
     ca_fingerprint: str = ""
     federation_url: str | None = None
+    # The intermediates our certificate chains through (presented with it over mTLS).
+    chain_pem: str = ""
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,7 @@ class PeerAddActivities:
                 remote=requesting_peer.RemoteIdentity(
                     arg.ca_cert_pem, arg.ca_fingerprint, arg.federation_url
                 ),
+                chain_pem=arg.chain_pem,
             )
         log.info("peer %s active with certificate %s", arg.peer_id, c.serial)
 

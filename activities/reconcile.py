@@ -14,11 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from federation import ledger, reconcile, requesting_peer
+from federation import ledger, peer_lifecycle, reconcile, requesting_peer
 from federation.ca.base import CertificateAuthority
 from federation.db.models import utcnow
 from federation.errors import FederationError
-from federation.runs import peer_add_workflow_id, redeem_workflow_id
+from federation.runs import (
+    peer_add_workflow_id,
+    peer_certificate_workflow_id,
+    redeem_workflow_id,
+)
 
 log = logging.getLogger("mosaic.activities.reconcile")
 
@@ -55,6 +59,12 @@ class CertificateRepairs:
     # Decided rows the CA confirmed revoked during this sweep; the rest are left for the next.
     revoked_at_ca: int
     left_at_ca: int
+
+
+@dataclass(frozen=True)
+class PeerWithoutLifecycle:
+    peer_id: str
+    grant_id: str | None
 
 
 # Runs that ask the CA to sign: a ledger row issued by one of them, still running, is theirs.
@@ -180,8 +190,25 @@ class ReconcileActivities:
 
         return sum(await asyncio.gather(*(one(serial) for serial in serials)))
 
+    @activity.defn(name="reconcile.peer_lifecycles")
+    async def peer_lifecycles(self, arg: SweepInput) -> list[PeerWithoutLifecycle]:
+        """Requesting-side peers with a certificate and no running lifecycle run: the
+        reconcile run starts one for each."""
+        async with self._sessions() as session:
+            candidates = await peer_lifecycle.lifecycle_candidates(session)
+        if not candidates:
+            return []
+        live = await self._live_runs(("PeerCertificate",))
+        running = {ref.split("/", 1)[0] for ref in live}
+        return [
+            PeerWithoutLifecycle(str(peer_id), grant_id)
+            for peer_id, grant_id in candidates
+            if peer_certificate_workflow_id(str(peer_id)) not in running
+        ]
+
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.peer_lifecycles,
             self.certificates,
             self.claimed_tokens,
             self.stale_pending_grants,

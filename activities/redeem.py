@@ -17,11 +17,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.certificates import run_ref
+from activities.certificates import Withdrawn, run_ref
 from activities.errors import domain_errors
 from federation import enrollment, ledger
-from federation.ca.base import CertificateAuthority, IssueRequest
-from federation.pki.certs import verify_issued_certificate
 from federation.tokens import log_id
 
 log = logging.getLogger("mosaic.activities.redeem")
@@ -58,49 +56,6 @@ class ReleaseInput:
 
 
 @dataclass(frozen=True)
-class IssueInput:
-    csr_pem: str
-    grant_id: str
-    subject_user_id: str
-    peer_id: str
-    csr_fingerprint: str
-
-
-@dataclass(frozen=True)
-class Issued:
-    cert_pem: str
-    chain_pem: str
-    serial: str
-
-
-@dataclass(frozen=True)
-class VerifyInput:
-    cert_pem: str
-    chain_pem: str
-    grant_id: str
-    subject_user_id: str
-    public_key_der_b64: str
-
-
-@dataclass(frozen=True)
-class Verified:
-    serial: str
-    not_after: str  # ISO 8601, UTC
-    fingerprint: str
-
-
-@dataclass(frozen=True)
-class WithdrawInput:
-    reason: str
-
-
-@dataclass(frozen=True)
-class Withdrawn:
-    # Serials of this run decided for revocation and not yet confirmed by the CA.
-    serials: list[str]
-
-
-@dataclass(frozen=True)
 class ActivateInput:
     request_id: str
     token_hash: str
@@ -125,13 +80,10 @@ class DenialInput:
 
 
 class RedeemActivities:
-    """Bound to a database and a CA at worker start."""
+    """Bound to a database at worker start (the CA steps are ``CertificateActivities``)."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], ca: CertificateAuthority
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._ca = ca
 
     @activity.defn(name="redeem.validate")
     @domain_errors
@@ -177,55 +129,6 @@ class RedeemActivities:
                 session, arg.token_hash, csr_fingerprint=arg.csr_fingerprint
             )
         log.info("token %s burnt", log_id(arg.token_hash))
-
-    @activity.defn(name="redeem.issue_certificate")
-    @domain_errors
-    async def issue_certificate(self, arg: IssueInput) -> Issued:
-        """Reserve a serial in the ledger, have the CA sign, record the answer: one step."""
-        issued = await ledger.sign(
-            self._sessions,
-            self._ca,
-            IssueRequest(arg.csr_pem, arg.grant_id, arg.subject_user_id),
-            grant_id=uuid.UUID(arg.grant_id),
-            peer_id=uuid.UUID(arg.peer_id),
-            csr_fingerprint=arg.csr_fingerprint,
-            purpose="enrollment",
-            issued_by=run_ref(),
-        )
-        log.info(
-            "certificate %s issued by %s for grant %s", issued.serial, self._ca.name, arg.grant_id
-        )
-        return Issued(issued.cert_pem, issued.chain_pem, issued.serial)
-
-    @activity.defn(name="redeem.verify_certificate")
-    @domain_errors
-    async def verify_certificate(self, arg: VerifyInput) -> Verified:
-        verified = verify_issued_certificate(
-            arg.cert_pem,
-            arg.chain_pem,
-            roots=self._ca.root_certificates(),
-            expected_grant_id=arg.grant_id,
-            expected_subject_user_id=arg.subject_user_id,
-            expected_public_key_der=base64.b64decode(arg.public_key_der_b64),
-        )
-        return Verified(
-            verified.serial, verified.not_after.isoformat(), verified.fingerprint_sha256
-        )
-
-    @activity.defn(name="redeem.withdraw_certificates")
-    async def withdraw_certificates(self, arg: WithdrawInput) -> Withdrawn:
-        """Every certificate this run had signed (or asked for) and did not pin is decided
-        for revocation, in one transaction; returns what the CA still has to revoke."""
-        issued_by = run_ref()
-        async with self._sessions() as session:
-            await ledger.decide_revocation(
-                session, reason=arg.reason, issued_by=issued_by, keep_active=True
-            )
-            await session.commit()
-            serials = await ledger.pending_revocations(session, issued_by=issued_by)
-        if serials:
-            log.info("withdrew %d certificate(s) of %s: %s", len(serials), issued_by, arg.reason)
-        return Withdrawn(serials)
 
     @activity.defn(name="redeem.activate")
     @domain_errors
@@ -279,9 +182,6 @@ class RedeemActivities:
             self.claim_token,
             self.release_claim,
             self.burn_token,
-            self.issue_certificate,
-            self.verify_certificate,
-            self.withdraw_certificates,
             self.activate,
             self.record_denial,
         ]

@@ -106,7 +106,7 @@ class PeerCreate(_Input):
     endpoint_url: Text | None = Field(default=None, max_length=2048, pattern=r"^https?://\S+$")
 
 
-PeerState = Literal["pending", "active", "failed", "revoked"]
+PeerState = Literal["pending", "active", "degraded", "expired", "failed", "revoked"]
 
 
 class PeerWorkflow(_Wire):
@@ -142,6 +142,8 @@ class PeerOut(_Wire):
     updated_at: datetime
     # While a peer-add runs: its workflow and what it is doing.
     workflow: PeerWorkflow | None = None
+    # Requesting side, once active: the certificate's lifecycle run.
+    lifecycle: PeerLifecycle | None = None
 
     @classmethod
     def of(cls, peer: Peer) -> PeerOut:
@@ -176,6 +178,27 @@ class PeerKeypairOut(_Wire):
 class PeerCert(_Input):
     cert_pem: Text = Field(min_length=1, max_length=65536)
     cert_chain_pem: Text | None = Field(default=None, max_length=65536)
+    # The remote's CA root (pinned: the certificate must chain to it) and its federation
+    # listener: with both, the peer can call the remote and renew on its own.
+    ca_cert_pem: Text | None = Field(default=None, max_length=65536)
+    federation_url: Text | None = Field(default=None, max_length=2048)
+
+
+class PeerLifecycle(_Wire):
+    """The peer's certificate lifecycle run (gateway A), as its ``status`` query says."""
+
+    id: str
+    state: str
+    serial: str | None = None
+    not_after: str | None = None
+    next_renewal_at: str | None = None
+    last_error: str | None = None
+    renewals: int = 0
+
+
+class PeerRenewOut(_Wire):
+    peer_id: uuid.UUID
+    workflow_id: str
 
 
 GrantStatus = Literal["pending", "active", "revoked", "expired"]
@@ -282,6 +305,7 @@ class ReconcileOut(_Wire):
     certificates_withdrawn: int = 0
     certificates_revoked: int = 0
     certificate_revocations_left: int = 0
+    lifecycles_started: int = 0
 
 
 class RunOut(_Wire):

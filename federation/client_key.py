@@ -31,27 +31,38 @@ def client_key_aad(peer_id: uuid.UUID) -> str:
     return f"federation_peers:{peer_id}:client_key_sealed"
 
 
+def next_key_aad(peer_id: uuid.UUID) -> str:
+    """A renewal's key, sealed under its own column until the swap re-seals it."""
+    return f"federation_peers:{peer_id}:next_key_sealed"
+
+
 def new_client_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def seal_client_key(sealer: Sealer, peer_id: uuid.UUID, key: ec.EllipticCurvePrivateKey) -> str:
+def seal_client_key(
+    sealer: Sealer, peer_id: uuid.UUID, key: ec.EllipticCurvePrivateKey, *, aad: str | None = None
+) -> str:
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return sealer.seal(pem, aad=client_key_aad(peer_id))
+    return sealer.seal(pem, aad=aad or client_key_aad(peer_id))
 
 
 def open_client_key(sealer: Sealer, peer: HoldsClientKey) -> ec.EllipticCurvePrivateKey:
     """Unseal the peer's client key (raises SealedBlobError if it does not open)."""
     if not peer.client_key_sealed:
         raise NotFound("peer has no client key")
-    pem = sealer.open(peer.client_key_sealed, aad=client_key_aad(peer.id))
-    key = serialization.load_pem_private_key(pem, password=None)
+    return open_sealed_key(sealer, peer.client_key_sealed, aad=client_key_aad(peer.id))
+
+
+def open_sealed_key(sealer: Sealer, blob: str, *, aad: str) -> ec.EllipticCurvePrivateKey:
+    """An EC private key sealed under ``aad`` (SealedBlobError if it does not open)."""
+    key = serialization.load_pem_private_key(sealer.open(blob, aad=aad), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise NotFound("peer client key is not an EC key")
+        raise NotFound("sealed client key is not an EC key")
     return key
 
 

@@ -81,7 +81,7 @@ async def sign(
         await reserve(session, reservation, grant_states=grant_states)
     issued = await ca.issue(replace(request, serial=int(reservation.serial, 16)))
     async with sessions() as session:
-        serial = await record_issued(session, reservation, issued.cert_pem)
+        serial = await record_issued(session, reservation, issued.cert_pem, issued.chain_pem)
     return replace(issued, serial=serial)
 
 
@@ -127,7 +127,9 @@ async def reserve(
         raise ActivationLost("grant is no longer " + " or ".join(grant_states))
 
 
-async def record_issued(session: AsyncSession, r: Reservation, cert_pem: str) -> str:
+async def record_issued(
+    session: AsyncSession, r: Reservation, cert_pem: str, chain_pem: str = ""
+) -> str:
     """The CA's answer: the row becomes ``issued`` with the certificate; returns its serial.
 
     A CA that ignored the reserved serial (a template without ``serialNumber``) still
@@ -139,6 +141,7 @@ async def record_issued(session: AsyncSession, r: Reservation, cert_pem: str) ->
     values = {
         "state": "issued",
         "cert_pem": cert_pem,
+        "chain_pem": chain_pem,
         "fingerprint": fingerprint_sha256(cert.public_bytes(Encoding.DER)),
         "not_before": cert.not_valid_before_utc,
         "not_after": cert_not_after(cert),
@@ -342,3 +345,71 @@ async def usable_serials(session: AsyncSession, grant_id: uuid.UUID) -> set[str]
         )
     )
     return set(rows)
+
+
+SUPERSEDED_REASON = "superseded by a renewal"
+
+
+@dataclass(frozen=True)
+class CertificateStatus:
+    """What B tells the holder of a certificate about it (OCSP-like, over mTLS)."""
+
+    serial: str
+    # unknown (not this ledger's), active, superseded (in its overlap), issued,
+    # requested, or revoked (decided or confirmed at the CA).
+    state: str
+    reason: str | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def withdrawn_for_cause(self) -> bool:
+        """Revoked for a reason other than a renewal replacing it: the grant is gone."""
+        return self.state == "revoked" and self.reason != SUPERSEDED_REASON
+
+
+async def status_of(
+    session: AsyncSession, serial: str, fingerprint: str, *, at: datetime
+) -> CertificateStatus:
+    row = await session.get(Certificate, serial)
+    if row is None or row.fingerprint != fingerprint:
+        return CertificateStatus(serial, "unknown")
+    decided = row.revoke_after is not None and row.revoke_after <= at
+    if row.state == "revoked" or decided:
+        return CertificateStatus(
+            serial, "revoked", row.revocation_reason, row.revoked_at or row.revoke_after
+        )
+    return CertificateStatus(serial, row.state)
+
+
+@dataclass(frozen=True)
+class Revocation:
+    serial: str
+    revoked_at: datetime
+    reason: str | None
+
+
+async def revocations(session: AsyncSession, *, at: datetime) -> list[Revocation]:
+    """Every certificate the ledger holds revoked (confirmed, or decided and due) that has
+    not expired yet: what a CRL lists. Expired ones drop off, as CRLs do."""
+    rows = await session.execute(
+        select(
+            Certificate.serial,
+            Certificate.revoked_at,
+            Certificate.revoke_after,
+            Certificate.revocation_reason,
+        )
+        .where(
+            or_(
+                Certificate.state == "revoked",
+                and_(Certificate.revoke_after.is_not(None), Certificate.revoke_after <= at),
+            ),
+            or_(Certificate.not_after.is_(None), Certificate.not_after > at),
+        )
+        .order_by(Certificate.serial)
+    )
+    found = []
+    for serial, revoked_at, revoke_after, reason in rows:
+        when = revoked_at or revoke_after
+        if when is not None:
+            found.append(Revocation(serial, when, reason))
+    return found

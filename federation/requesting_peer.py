@@ -167,6 +167,7 @@ async def store_certificate(
     actor: str,
     request_id: str,
     remote: RemoteIdentity | None = None,
+    chain_pem: str = "",
 ) -> None:
     """Peer ``pending`` → ``active`` with its certificate (and, after a peer add, the
     remote's pinned CA and listener URL); the enrollment URL is wiped.
@@ -189,6 +190,7 @@ async def store_certificate(
         .values(
             state="active",
             cert_pem=cert_pem,
+            cert_chain_pem=chain_pem or None,
             cert_serial=verified.serial,
             cert_not_after=verified.not_after,
             cert_fingerprint=verified.fingerprint_sha256,
@@ -264,3 +266,46 @@ async def mark_failed(
         )
     await session.commit()
     return failed
+
+
+async def mark_revoked_by_remote(
+    session: AsyncSession,
+    peer_id: uuid.UUID,
+    *,
+    serial: str,
+    reason: str,
+    request_id: str,
+    actor: str = "federation-client",
+) -> bool:
+    """The remote revoked this peer's certificate: the peer → ``revoked``, audited.
+
+    Guarded by the serial the remote refused, so a certificate already replaced by a
+    renewal does not revoke the peer that now holds a newer one.
+    """
+    reason = one_line(f"revoked by the remote: {reason}", FAILURE_REASON_MAX)
+    result = await session.execute(
+        update(Peer)
+        .where(
+            Peer.id == peer_id,
+            Peer.cert_serial == serial,
+            Peer.state.in_(("active", "degraded")),
+        )
+        .values(state="revoked", failure_reason=reason, next_key_sealed=None, updated_at=utcnow())
+    )
+    revoked = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if revoked:
+        session.add(
+            audit_entry(
+                request_id=request_id,
+                actor=actor,
+                verb="peer.revoke",
+                resource="federation_peer",
+                outcome="allowed",
+                status_code=403,
+                reason=reason,
+                peer_id=peer_id,
+                cert_serial=serial,
+            )
+        )
+    await session.commit()
+    return revoked

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from federation.client_key import client_key_aad
+from federation.client_key import client_key_aad, next_key_aad
 from federation.db.models import Peer
 from federation.requesting_peer import enrollment_url_aad
 from federation.sealing import SealedBlobError, Sealer, reseal
@@ -19,7 +19,9 @@ async def reseal_all(session: AsyncSession, *, old: Sealer, new: Sealer) -> int:
     peers = (
         await session.scalars(
             select(Peer).where(
-                (Peer.client_key_sealed.is_not(None)) | (Peer.enrollment_url_sealed.is_not(None))
+                (Peer.client_key_sealed.is_not(None))
+                | (Peer.enrollment_url_sealed.is_not(None))
+                | (Peer.next_key_sealed.is_not(None))
             )
         )
     ).all()
@@ -46,4 +48,9 @@ def _reseal_peer(peer: Peer, *, old: Sealer, new: Sealer) -> int:
         blob = reseal(peer.enrollment_url_sealed, aad=enrollment_url_aad(peer.id), old=old, new=new)
         count += blob != peer.enrollment_url_sealed
         peer.enrollment_url_sealed = blob
+    if peer.next_key_sealed:
+        # The key of a renewal under way (federation/peer_lifecycle.py).
+        blob = reseal(peer.next_key_sealed, aad=next_key_aad(peer.id), old=old, new=new)
+        count += blob != peer.next_key_sealed
+        peer.next_key_sealed = blob
     return count

@@ -17,6 +17,7 @@ from federation.ca.base import CertificateAuthority
 from federation.ca.builtin import BuiltinCA
 from federation.db.migrate import upgrade_async
 from federation.db.session import make_engine, make_sessionmaker
+from federation.identity import load_gateway_id
 from federation.settings import Settings
 from tests.support.services import create_pg_database, drop_pg_database
 from tests.support.stepca import ROGUE_TEMPLATE, StepCAServer
@@ -136,10 +137,12 @@ async def worker(
 ) -> AsyncIterator[Worker]:
     """The real worker for this lane, in the test process; sandbox breaks fail fast."""
     engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
     running = build_worker(
         temporal_env.client,
+        gateway_id=await load_gateway_id(sessions),
         task_queue=settings.mosaic_task_queue,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         ca=ca,
         sealer=sealer_from_settings(settings),
         remote=remote_settings(settings),

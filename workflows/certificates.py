@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
+
+from workflows.common import GRANT_ID, PEER_ID
 
 with workflow.unsafe.imports_passed_through():
     from activities.certificates import CARevocation, CARevoked, CertificateActivities
@@ -88,10 +90,16 @@ async def revoke_all(serials: list[str], reason: str) -> tuple[list[str], list[s
 
 
 async def start_revocation(
-    *, request_id: str, serials: list[str], reason: str, not_before: datetime | None = None
+    *,
+    request_id: str,
+    serials: list[str],
+    reason: str,
+    label: str,
+    not_before: datetime | None = None,
 ) -> None:
     """From a workflow: hand decided serials to a RevokeCertificates run of their own,
-    which outlives the caller (the caller's answer does not wait for the CA)."""
+    which outlives the caller (the caller's answer does not wait for the CA). ``label``
+    tells a run's several hand-overs apart."""
     if not serials:
         return
     info = workflow.info()
@@ -100,7 +108,15 @@ async def start_revocation(
         RevokeCertificatesInput(
             request_id, serials, reason, not_before.isoformat() if not_before else None
         ),
-        id=f"revoke-certs-{info.workflow_id}-{info.run_id[:8]}",
+        id=f"revoke-certs-{info.workflow_id}-{info.run_id[:8]}-{label}",
         parent_close_policy=ParentClosePolicy.ABANDON,
+        # The caller's GrantId/PeerId, so `runs --grant` and the UI find these runs too.
+        search_attributes=TypedSearchAttributes(
+            [
+                pair
+                for pair in info.typed_search_attributes.search_attributes
+                if pair.key.name in (GRANT_ID.name, PEER_ID.name)
+            ]
+        ),
         static_summary=f"Revoke {len(serials)} certificate(s): {reason}",
     )

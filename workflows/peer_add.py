@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.common import GRANT_ID, OUTCOME, SHORT_STEP, UNTIL_DONE
+from workflows.peer_certificate import PeerCertificate, PeerCertificateInput, lifecycle_start
 
 with workflow.unsafe.imports_passed_through():
     from activities.peer_add import (
@@ -157,6 +159,7 @@ class PeerAdd:
                     received.ca_cert_pem,
                     pre.ca_fingerprint,
                     received.federation_url or pre.federation_url,
+                    received.chain_pem,
                 ),
                 start_to_close_timeout=timedelta(seconds=15),
                 retry_policy=UNTIL_DONE,
@@ -174,8 +177,15 @@ class PeerAdd:
             workflow.upsert_search_attributes([OUTCOME.value_set(f"denied:{kind}")])
             raise ApplicationError(reason, type=kind, non_retryable=True) from None
 
-        self._status.step = "done"
+        self._status.step = "done; its certificate's lifecycle run takes over"
         workflow.upsert_search_attributes([OUTCOME.value_set("allowed")])
+        await workflow.start_child_workflow(
+            PeerCertificate.run,
+            PeerCertificateInput(arg.peer_id, arg.request_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            **lifecycle_start(arg.peer_id, checked.grant_id),
+        )
         return PeerAddResult(
             arg.peer_id,
             checked.serial,

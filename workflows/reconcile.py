@@ -20,10 +20,14 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+from workflows.peer_certificate import PeerCertificate, PeerCertificateInput, lifecycle_start
 
 with workflow.unsafe.imports_passed_through():
-    from activities.reconcile import ReconcileActivities, SweepInput
+    from activities.reconcile import PeerWithoutLifecycle, ReconcileActivities, SweepInput
     from federation.runs import reconcile_schedule_id
 
 SWEEP = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
@@ -45,6 +49,7 @@ class ReconcileReport:
     certificates_withdrawn: int = 0
     certificates_revoked: int = 0
     certificate_revocations_left: int = 0
+    lifecycles_started: int = 0
 
 
 @workflow.defn(name="ReconcileEnrollments")
@@ -91,6 +96,15 @@ class ReconcileEnrollments:
                 retry_policy=SWEEP,
             ),
         )
+        missing: list[PeerWithoutLifecycle] = await workflow.execute_activity_method(
+            ReconcileActivities.peer_lifecycles,
+            sweep,
+            start_to_close_timeout=timeout,
+            retry_policy=SWEEP,
+        )
+        started = 0
+        for peer in missing:
+            started += await _start_lifecycle(peer, sweep.request_id)
         return ReconcileReport(
             claims.released,
             claims.grants_expired,
@@ -100,7 +114,23 @@ class ReconcileEnrollments:
             certs.orphans_withdrawn + certs.closed_grant_rows_decided,
             certs.revoked_at_ca,
             certs.left_at_ca,
+            started,
         )
+
+
+async def _start_lifecycle(peer: PeerWithoutLifecycle, request_id: str) -> int:
+    """An active peer's certificate with no lifecycle run gets one (it outlives this run)."""
+    try:
+        await workflow.start_child_workflow(
+            PeerCertificate.run,
+            PeerCertificateInput(peer.peer_id, request_id),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            **lifecycle_start(peer.peer_id, peer.grant_id),
+        )
+    except WorkflowAlreadyStartedError:
+        return 0  # started meanwhile (visibility lags a little)
+    return 1
 
 
 async def ensure_reconcile_schedule(

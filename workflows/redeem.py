@@ -14,37 +14,41 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.certificates import start_revocation
-from workflows.common import GRANT_ID, OUTCOME, PEER_ID, SHORT_STEP, UNTIL_DONE
+from workflows.common import (
+    CA_CALL,
+    GRANT_ID,
+    OUTCOME,
+    PEER_ID,
+    SHORT_STEP,
+    UNTIL_DONE,
+    VERIFY_STEP,
+    failure_of,
+)
 
 with workflow.unsafe.imports_passed_through():
-    from activities.redeem import (
-        ActivateInput,
-        ClaimInput,
-        DenialInput,
+    from activities.certificates import (
+        CertificateActivities,
         Issued,
-        IssueInput,
-        RedeemActivities,
-        ReleaseInput,
-        Validated,
-        ValidateInput,
+        SignInput,
         Verified,
         VerifyInput,
         WithdrawInput,
         Withdrawn,
     )
+    from activities.redeem import (
+        ActivateInput,
+        ClaimInput,
+        DenialInput,
+        RedeemActivities,
+        ReleaseInput,
+        Validated,
+        ValidateInput,
+    )
     from federation.policy import REDEEM_FAILURE_POLICY, FailureRule, http_status_for, rule_for
 
-# Verification is pure computation: a second attempt covers a busy worker, more would not help.
-VERIFY_STEP = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=2)
-CA_CALL = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=5),
-    non_retryable_error_types=["CARefused"],
-)
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,8 @@ class RedeemEnrollment:
             undo.append(Compensation("withdraw this run's certificates", _always, withdraw))
             self._at("issuing certificate", timeout_kind="CAUnavailable")
             issued = await workflow.execute_activity_method(
-                RedeemActivities.issue_certificate,
-                IssueInput(
+                CertificateActivities.sign,
+                SignInput(
                     arg.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint
                 ),
                 start_to_close_timeout=timedelta(seconds=10),
@@ -144,7 +148,7 @@ class RedeemEnrollment:
 
             self._at("verifying certificate")
             verified: Verified = await workflow.execute_local_activity_method(
-                RedeemActivities.verify_certificate,
+                CertificateActivities.verify,
                 VerifyInput(
                     issued.cert_pem,
                     issued.chain_pem,
@@ -177,6 +181,7 @@ class RedeemEnrollment:
                 request_id=arg.request_id,
                 serials=activated.serials,
                 reason="superfluous certificate of this enrollment",
+                label="leftovers",
             )
         except (ActivityError, ApplicationError) as err:
             kind, message = self._classify(err)
@@ -267,40 +272,28 @@ class RedeemEnrollment:
 
         async def withdraw() -> object:
             withdrawn: Withdrawn = await workflow.execute_local_activity_method(
-                RedeemActivities.withdraw_certificates,
+                CertificateActivities.withdraw_run,
                 WithdrawInput("enrollment rolled back"),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=UNTIL_DONE,
             )
             await start_revocation(
-                request_id=request_id, serials=withdrawn.serials, reason="enrollment rolled back"
+                request_id=request_id,
+                serials=withdrawn.serials,
+                reason="enrollment rolled back",
+                label="rollback",
             )
             return withdrawn
 
         return withdraw
 
     def _classify(self, err: ActivityError | ApplicationError) -> tuple[str, str]:
-        """(failure kind, safe message) of a failed step.
-
-        A domain error keeps its own kind. A timeout means what the step that ran out
-        of time says: only the CA call's deadline is a CA outage; a database or
-        verification step that times out is ``Unavailable``. A local activity's failure
-        can surface as the bare ApplicationError, a regular one wrapped in ActivityError.
-        """
-        cause = err.cause if isinstance(err, ActivityError) else err
-        if isinstance(cause, ApplicationError) and cause.type in REDEEM_FAILURE_POLICY:
-            return cause.type, cause.message
-        if isinstance(cause, TimeoutError) and self._ca_was_the_last_failure(cause):
-            return "CAUnavailable", "certificate authority unreachable; try again later"
-        return "Unavailable", f"enrollment could not complete ({self._step}); try again later"
-
-    def _ca_was_the_last_failure(self, timeout: TimeoutError) -> bool:
-        """A deadline that passed on the CA step, whose last attempt failed at the CA (it
-        answered 5xx, was unreachable, or hung). A step that never got a worker in time
-        is an overloaded gateway, not a CA outage."""
-        if self._timeout_kind != "CAUnavailable":
-            return False
-        last = timeout.cause
-        if isinstance(last, ApplicationError):
-            return last.type == "CAUnavailable"
-        return isinstance(last, TimeoutError)
+        kind, message = failure_of(
+            err,
+            kinds=REDEEM_FAILURE_POLICY,
+            ca_step=self._timeout_kind == "CAUnavailable",
+            step=self._step,
+        )
+        if kind == "Unavailable":
+            message = f"enrollment could not complete ({self._step}); try again later"
+        return kind, message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -13,23 +14,32 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.certificates import CertificateActivities
+from activities.lifecycle import LifecycleActivities
 from activities.peer_add import PeerAddActivities, RemoteSettings
 from activities.reconcile import ReconcileActivities
 from activities.redeem import RedeemActivities
+from activities.renew import RenewActivities
 from activities.revoke import RevokeActivities
 from federation.ca.base import CertificateAuthority
 from federation.ca.factory import ca_from_settings
 from federation.db.session import make_engine, make_sessionmaker
+from federation.identity import gateway_id_when_up, task_queue_for
 from federation.logredact import install_redaction
 from federation.logsetup import context_providers
+from federation.outbound import Channels
+from federation.remote_url import AddressPolicy
 from federation.sealing import Sealer
 from federation.settings import Settings
 from workflows.certificates import RevokeCertificates
 from workflows.connection import connect_when_up
+from workflows.identity import GatewayGuard, speaking_for, worker_identity
 from workflows.peer_add import PeerAdd
+from workflows.peer_certificate import PeerCertificate
 from workflows.reconcile import ReconcileEnrollments, ReconcileInput, ensure_reconcile_schedule
 from workflows.redeem import RedeemEnrollment
+from workflows.renew import RenewCertificate
 from workflows.revoke import RevokeGrant
+from workflows.task_queue import refuse_foreign_pollers
 
 log = logging.getLogger("mosaic.worker")
 
@@ -38,6 +48,8 @@ WORKFLOWS: Sequence[type] = (
     PeerAdd,
     RevokeGrant,
     RevokeCertificates,
+    RenewCertificate,
+    PeerCertificate,
     ReconcileEnrollments,
 )
 
@@ -45,6 +57,7 @@ WORKFLOWS: Sequence[type] = (
 def build_worker(
     client: Client,
     *,
+    gateway_id: uuid.UUID,
     task_queue: str,
     sessions: async_sessionmaker[AsyncSession],
     ca: CertificateAuthority,
@@ -52,13 +65,17 @@ def build_worker(
     remote: RemoteSettings,
     workflow_failure_exception_types: Sequence[type[BaseException]] = (),
 ) -> Worker:
-    """A worker for every Mosaic workflow on ``task_queue``."""
+    """A worker for every Mosaic workflow on ``task_queue``, acting for ``gateway_id`` only:
+    its identity names the gateway and its activities refuse another gateway's runs."""
     activities = [
-        *RedeemActivities(sessions, ca).all(),
+        *RedeemActivities(sessions).all(),
         *CertificateActivities(sessions, ca).all(),
         *PeerAddActivities(sessions, sealer, remote).all(),
         *RevokeActivities(sessions).all(),
-        *ReconcileActivities(sessions, client, ca).all(),
+        *RenewActivities(sessions).all(),
+        *LifecycleActivities(sessions, sealer, channels_for(remote)).all(),
+        # A run an activity starts is this gateway's too.
+        *ReconcileActivities(sessions, speaking_for(client, gateway_id), ca).all(),
     ]
     return Worker(
         client,
@@ -66,7 +83,17 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=activities,
         workflow_failure_exception_types=list(workflow_failure_exception_types),
+        interceptors=[GatewayGuard(gateway_id)],
+        identity=worker_identity(gateway_id),
     )
+
+
+def channels_for(remote: RemoteSettings) -> Channels:
+    """The worker's mTLS connection pools to remote listeners (renewals go through them)."""
+    policy = AddressPolicy.of(
+        allow_http_loopback=remote.allow_http_loopback, allowed_networks=remote.allowed_networks
+    )
+    return Channels(policy, remote.max_bytes)
 
 
 def sealer_from_settings(settings: Settings) -> Sealer:
@@ -110,34 +137,46 @@ async def run_worker(settings: Settings) -> None:
     install_redaction()
     context_providers.append(_activity_context)
     ca = ca_from_settings(settings)  # a bad CA setting fails now, not once Temporal is up
-    client = await connect_when_up(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        runtime=_runtime(settings),
-    )
     engine = make_engine(settings.effective_database_url)
-    worker = build_worker(
-        client,
-        task_queue=settings.mosaic_task_queue,
-        sessions=make_sessionmaker(engine),
-        ca=ca,
-        sealer=sealer_from_settings(settings),
-        remote=remote_settings(settings),
-    )
-    schedule_id = await ensure_reconcile_schedule(
-        client,
-        task_queue=settings.mosaic_task_queue,
-        interval=timedelta(seconds=settings.mosaic_reconcile_seconds),
-        arg=reconcile_input(settings),
-    )
-    log.info(
-        "worker on task queue %s, CA %s, schedule %s every %ss",
-        settings.mosaic_task_queue,
-        ca.name,
-        schedule_id,
-        settings.mosaic_reconcile_seconds,
-    )
     try:
+        sessions = make_sessionmaker(engine)
+        gateway_id = await gateway_id_when_up(sessions)
+        task_queue = task_queue_for(gateway_id, settings.mosaic_task_queue)
+        connected = await connect_when_up(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            runtime=_runtime(settings),
+        )
+        client = speaking_for(connected, gateway_id)
+        await refuse_foreign_pollers(
+            client,
+            namespace=settings.temporal_namespace,
+            task_queue=task_queue,
+            gateway_id=gateway_id,
+        )
+        worker = build_worker(
+            client,
+            gateway_id=gateway_id,
+            task_queue=task_queue,
+            sessions=sessions,
+            ca=ca,
+            sealer=sealer_from_settings(settings),
+            remote=remote_settings(settings),
+        )
+        schedule_id = await ensure_reconcile_schedule(
+            client,
+            task_queue=task_queue,
+            interval=timedelta(seconds=settings.mosaic_reconcile_seconds),
+            arg=reconcile_input(settings),
+        )
+        log.info(
+            "worker on task queue %s (gateway %s), CA %s, schedule %s every %ss",
+            task_queue,
+            gateway_id,
+            ca.name,
+            schedule_id,
+            settings.mosaic_reconcile_seconds,
+        )
         await worker.run()
     finally:
         await engine.dispose()

@@ -135,4 +135,40 @@ def grant_token(api: ApiClient, grant_id: str, ttl: int) -> None:
     click.echo(f"token:          {safe(data['token'])}")
     click.echo(f"expires at:     {safe(data['expiresAt'])}")
     click.echo(f"enrollment URL: {safe(data['enrollmentUrl'])}")
+    if data.get("withdrawnTokens"):
+        click.echo(f"withdrawn:      {data['withdrawnTokens']} older unused token(s) of this grant")
     click.echo("Hand the URL to the remote operator; it works once and is not shown again.")
+
+
+CERTIFICATE_COLUMNS = [
+    Column("serial", "SERIAL", keep=True),
+    Column("state", "STATE"),
+    Column("purpose", "PURPOSE"),
+    Column("notAfter", "NOT AFTER", keep=True),
+    Column("createdAt", "CREATED", keep=True),
+]
+CERTIFICATE_WIDE_COLUMNS = [
+    *CERTIFICATE_COLUMNS,
+    Column("fingerprint", "SHA-256"),
+    Column("revokeAfter", "REVOKE AFTER", keep=True),
+    Column("revokedAt", "REVOKED AT", keep=True),
+    Column("revocationReason", "REASON"),
+    Column("issuedBy", "ISSUED BY"),
+]
+
+
+@grant.command(
+    "certificates",
+    epilog=example(
+        "mosaic federation grant certificates 182173f1-9087-483f-a397-d4366ab10585",
+        "mosaic federation grant certificates 182173f1-9087-483f-a397-d4366ab10585 --wide",
+    ),
+)
+@click.argument("grant_id", metavar="GRANT", type=UUID)
+@output_options
+@pass_api
+def grant_certificates(api: ApiClient, grant_id: str) -> None:
+    """Every certificate the CA was asked to sign for this grant (the ledger), newest
+    first: the one pinned (active), superseded ones in their overlap, and revoked ones."""
+    rows = api.call("GET", f"{GRANTS}/{grant_id}/certificates")
+    api.show(rows, CERTIFICATE_WIDE_COLUMNS if api.wide else CERTIFICATE_COLUMNS)

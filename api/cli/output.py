@@ -103,7 +103,9 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], *, wide: bo
 
 
 def fields(data: dict[str, Any], *, wide: bool) -> list[str]:
-    """``key  value`` lines of one object, cut to the width unless ``wide``."""
+    """``key  value`` lines of one object, cut to the width unless ``wide``; a nested
+    object gets a line per field (``lifecycle.state``), so none hides behind the cut."""
+    data = _flat(data)
     if not data:
         return []
     width = max(len(k) for k in data)
@@ -113,6 +115,16 @@ def fields(data: dict[str, Any], *, wide: bool) -> list[str]:
         text = cell(value, short_times=False)
         out.append(f"{safe(key):<{width}}{_GAP}{text if wide else cut(text, room)}".rstrip())
     return out
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def as_json(data: Any) -> str:

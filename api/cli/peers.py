@@ -12,9 +12,10 @@ from api.cli.client import ApiClient, pass_api
 from api.cli.main import example
 from api.cli.options import UUID, drop_none, output_options, paging_options
 from api.cli.output import Column, safe
+from api.cli.remote import peer_call, peer_renew
 
 PEERS = "/api/admin/federation/peers"
-PEER_STATES = ("pending", "active", "failed", "revoked")
+PEER_STATES = ("pending", "active", "degraded", "expired", "failed", "revoked")
 PEER_COLUMNS = [
     Column("id", "ID", keep=True),
     Column("commonName", "CN"),
@@ -176,3 +177,7 @@ def follow_peer_add(api: ApiClient, peer_id: str, timeout: int) -> dict[str, Any
         f"still pending after {timeout}s; see `mosaic federation peer show {peer_id}`",
         exits.FAILED,
     )
+
+
+peer.add_command(peer_call)  # `peer call`: the remote answers, over mTLS
+peer.add_command(peer_renew)

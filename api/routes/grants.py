@@ -104,7 +104,7 @@ async def revoke_grant(
         RevokeGrantInput(request_id, str(grant_id), body.reason if body else None, actor),
         RunStart(
             id=revoke_workflow_id(str(grant_id)),
-            task_queue=settings.mosaic_task_queue,
+            task_queue=await gateway.task_queue(),
             request_id=request_id,
             summary=f"Revoke grant {grant_id}",
             details=(

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
+from cryptography import x509
 from fastapi import APIRouter, Response
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.service import RPCError
 
 from api.deps import AdminDep, GatewayDep, RequestIdDep, SessionDep, TemporalDep
@@ -16,6 +21,7 @@ from api.schemas import (
     PeerEnrollOut,
     PeerKeypair,
     PeerKeypairOut,
+    PeerLifecycle,
     PeerOut,
     PeerState,
     PeerWorkflow,
@@ -25,12 +31,17 @@ from api.state import Gateway
 from federation import directory, requesting_peer
 from federation.client_key import client_public_key
 from federation.errors import CertificateRejected, InvalidInput
-from federation.remote_trust import verify_received_certificate
-from federation.remote_url import AddressPolicy, parse_enrollment_url
-from federation.runs import peer_add_workflow_id
+from federation.remote_trust import ca_fingerprint, verify_received_certificate
+from federation.remote_url import AddressPolicy, parse_enrollment_url, parse_federation_url
+from federation.runs import peer_add_workflow_id, peer_certificate_workflow_id
 from federation.sealing import SealedBlobError
 from workflows.common import PEER_ID
 from workflows.peer_add import PeerAdd, PeerAddInput, PeerAddStatus
+from workflows.peer_certificate import (
+    LifecycleStatus,
+    PeerCertificate,
+    start_lifecycle,
+)
 
 router = APIRouter(prefix="/api/admin/federation/peers", tags=["peers"])
 
@@ -83,7 +94,21 @@ async def get_peer(
     out = PeerOut.of(await directory.get_peer(session, peer_id))
     if out.state == "pending" or workflow:
         out.workflow = await _peer_add_status(gateway, peer_id)
+    if out.cert_serial and out.federation_url:
+        out.lifecycle = await _lifecycle_status(gateway, peer_id)
     return out
+
+
+async def _lifecycle_status(gateway: Gateway, peer_id: uuid.UUID) -> PeerLifecycle | None:
+    try:
+        client: Client = await gateway.temporal()
+        handle = client.get_workflow_handle_for(
+            PeerCertificate.run, peer_certificate_workflow_id(str(peer_id))
+        )
+        status: LifecycleStatus = await handle.query(PeerCertificate.status)
+    except (RPCError, OSError, RuntimeError):
+        return None  # no run, or Temporal unreachable: the row still answers
+    return PeerLifecycle(id=handle.id, **vars(status))
 
 
 async def _peer_add_status(gateway: Gateway, peer_id: uuid.UUID) -> PeerWorkflow | None:
@@ -117,10 +142,7 @@ async def enroll(
     remote's CA must be that one, checked before any CSR is sent.
     """
     settings = gateway.settings
-    policy = AddressPolicy.of(
-        allow_http_loopback=settings.mosaic_enroll_allow_http_loopback,
-        allowed_networks=settings.mosaic_enroll_allowed_networks,
-    )
+    policy = AddressPolicy.from_settings(settings)
     target = parse_enrollment_url(body.enrollment_url, policy)
     peer = await requesting_peer.create_enrolling_peer(
         session,
@@ -141,7 +163,7 @@ async def enroll(
             ca_fingerprint=body.ca_fingerprint,
         ),
         id=peer_add_workflow_id(str(peer.id)),
-        task_queue=settings.mosaic_task_queue,
+        task_queue=await gateway.task_queue(),
         search_attributes=TypedSearchAttributes([SearchAttributePair(PEER_ID, str(peer.id))]),
         memo={"requestId": request_id},
         static_summary=f"Peer add: enroll with {target.host}",
@@ -197,13 +219,17 @@ async def attach_certificate(
 ) -> PeerOut:
     """Manual path: store the certificate the remote issued for our CSR.
 
-    Refused (422) when its key is not ours or either Mosaic OID is missing.
+    Refused (422) when its key is not ours or either Mosaic OID is missing. With
+    ``caCertPem`` the certificate must chain to that CA root, which is pinned, and with
+    ``federationUrl`` too the peer can call its remote and renew on its own: its
+    certificate's lifecycle run starts at once, as after a ``peer add``.
     """
     peer = await requesting_peer.get_peer(session, peer_id)
     try:
         public_key = client_public_key(gateway.sealer, peer)
     except SealedBlobError:
         raise InvalidInput("peer's sealed key does not open with the current secret") from None
+    pinned = _pinned_remote(body, gateway)
     try:
         verified = verify_received_certificate(
             body.cert_pem,
@@ -211,8 +237,8 @@ async def attach_certificate(
             public_key=public_key,
             grant_id=None,
             subject_user_id=None,
-            roots=None,  # no remote root to pin on this path
-            require_chain=False,
+            roots=pinned.roots if pinned else None,  # no root to pin without caCertPem
+            require_chain=pinned is not None,
         )
     except CertificateRejected as exc:  # the admin's input, not a CA's answer: a 4xx
         raise InvalidInput(exc.message) from None
@@ -223,5 +249,44 @@ async def attach_certificate(
         verified=verified,
         actor=actor,
         request_id=request_id,
+        chain_pem=body.cert_chain_pem or "",
+        remote=pinned.identity if pinned else None,
     )
-    return PeerOut.of(await requesting_peer.get_peer(session, peer_id))
+    stored = PeerOut.of(await requesting_peer.get_peer(session, peer_id))
+    await session.rollback()
+    if stored.federation_url and stored.remote_ca_fingerprint:
+        # Renewal needs both the remote's listener and its pinned root; without them the
+        # certificate simply lives until its notAfter, as the admin supplied it.
+        await start_lifecycle(
+            await gateway.temporal(),
+            peer_id=str(peer_id),
+            grant_id=verified.grant_id,
+            task_queue=await gateway.task_queue(),
+            request_id=request_id,
+        )
+    return stored
+
+
+@dataclass(frozen=True)
+class _Pinned:
+    roots: list[x509.Certificate]
+    identity: requesting_peer.RemoteIdentity
+
+
+def _pinned_remote(body: PeerCert, gateway: Gateway) -> _Pinned | None:
+    if not body.ca_cert_pem:
+        if body.federation_url:
+            raise InvalidInput("federationUrl: needs caCertPem, the CA the listener is pinned to")
+        return None
+    try:
+        roots = x509.load_pem_x509_certificates(body.ca_cert_pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise InvalidInput("caCertPem: not a PEM certificate") from None
+    url = None
+    if body.federation_url:
+        url = parse_federation_url(
+            body.federation_url, AddressPolicy.from_settings(gateway.settings)
+        )
+    return _Pinned(
+        roots, requesting_peer.RemoteIdentity(body.ca_cert_pem, ca_fingerprint(roots[0]), url)
+    )

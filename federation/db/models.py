@@ -105,6 +105,8 @@ class Peer(Base):
     # Requesting side only: where the remote's federation listener is, and the remote's
     # CA root as pinned at enrollment (PEM and SHA-256 of its DER).
     federation_url: Mapped[str | None] = mapped_column(String(2048))
+    # Requesting side only: the intermediates our client certificate chains through.
+    cert_chain_pem: Mapped[str | None] = mapped_column(Text)
     remote_ca_pem: Mapped[str | None] = mapped_column(Text)
     remote_ca_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # Requesting side only: the key of a renewal in progress, sealed, until the swap.
@@ -166,6 +168,8 @@ class Certificate(Base):
     # "<workflow id>/<run id>" of the run that asked the CA: reconcile asks if it lives.
     issued_by: Mapped[str] = mapped_column(String(200))
     cert_pem: Mapped[str | None] = mapped_column(Text)
+    # The intermediates the CA returned with it (never the root).
+    chain_pem: Mapped[str | None] = mapped_column(Text)
     fingerprint: Mapped[str | None] = mapped_column(String(64))
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime)
     not_after: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -32,6 +32,7 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from federation.ca.factory import ca_from_settings
 from federation.db.session import make_engine, make_sessionmaker
+from federation.identity import load_gateway_id
 from federation.logredact import install_redaction
 from federation.settings import load_settings
 from workflows.worker import build_worker, remote_settings, sealer_from_settings
@@ -41,10 +42,10 @@ POINTS: dict[str, tuple[str, str]] = {
     "after_validate": ("before", "redeem.claim_token"),
     # claim done, its local result not yet recorded (the task that records it is lost)
     "claim_unrecorded": ("after", "redeem.claim_token"),
-    "after_claim": ("before", "redeem.issue_certificate"),
+    "after_claim": ("before", "certificates.sign"),
     # step-ca signed, the activity's completion never reaches Temporal
-    "issue_unreported": ("after", "redeem.issue_certificate"),
-    "after_issue": ("before", "redeem.verify_certificate"),
+    "issue_unreported": ("after", "certificates.sign"),
+    "after_issue": ("before", "certificates.verify"),
     "after_verify": ("before", "redeem.activate"),
     "after_activate": ("after", "redeem.activate"),
 }
@@ -109,10 +110,12 @@ async def run(point: str) -> None:
         interceptors=[CrashAt(point)],
     )
     engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
     worker = build_worker(
         client,
+        gateway_id=await load_gateway_id(sessions),
         task_queue=settings.mosaic_task_queue,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         ca=ca_from_settings(settings),
         sealer=sealer_from_settings(settings),
         remote=remote_settings(settings),

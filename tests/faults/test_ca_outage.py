@@ -48,7 +48,7 @@ async def _wait_for_failed_issue_attempt(client: Client, workflow_id: str, withi
                 raise
         else:
             for pending in described.raw_description.pending_activities:
-                if pending.activity_type.name == "redeem.issue_certificate" and (
+                if pending.activity_type.name == "certificates.sign" and (
                     pending.attempt >= 2
                 ):
                     return pending.attempt

@@ -134,7 +134,7 @@ async def test_connections_dropped_during_activation_are_retried_and_activate_on
     client = client_with(temporal_env, [ActivityHook(outage.hook)])
     try:
         async with (
-            lane_worker(client, settings, worker_engine, provider),
+            await lane_worker(client, settings, worker_engine, provider),
             admin_client(settings) as admin,
         ):
             grant = await make_grant(admin)

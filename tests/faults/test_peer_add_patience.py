@@ -119,7 +119,7 @@ async def test_b_database_down_past_the_submit_window_keeps_as_key_and_ends_acti
         b_app = create_app(b_settings)
         b_app.state.gateway._ca = provider  # B announces the root its worker signs under
         b_server = UvicornServer(b_app, b_port)
-        b_worker = lane_worker(
+        b_worker = await lane_worker(
             client_with(temporal_env, [ActivityHook(outage.hook)]), b_settings, b_engine, provider
         )
         try:

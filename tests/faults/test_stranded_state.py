@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from federation.settings import Settings
 from tests.support.dbsnap import fetch_all
 from tests.support.factories import make_grant, make_token
+from tests.support.identity import gateway_client
 from workflows.reconcile import ReconcileInput, ensure_reconcile_schedule
 
 INTERVAL = timedelta(seconds=2)
@@ -25,10 +26,12 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 @pytest.fixture(scope="session")
-async def schedule(settings: Settings, temporal_env: WorkflowEnvironment) -> AsyncIterator[str]:
+async def schedule(
+    settings: Settings, temporal_env: WorkflowEnvironment, db_engine: AsyncEngine
+) -> AsyncIterator[str]:
     """The lane's reconcile schedule, every 2 s, with a 1-hour max age for pending grants."""
     schedule_id = await ensure_reconcile_schedule(
-        temporal_env.client,
+        await gateway_client(temporal_env, db_engine),
         task_queue=settings.mosaic_task_queue,
         interval=INTERVAL,
         arg=ReconcileInput(max_pending_age_seconds=3600, grace_seconds=60),

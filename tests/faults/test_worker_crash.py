@@ -53,6 +53,7 @@ from tests.support.faults import (
     unique_queue,
     worker_env,
 )
+from tests.support.identity import gateway_client
 from tests.support.pki import make_csr
 from tests.support.stepca import StepCAServer
 from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
@@ -122,7 +123,7 @@ class Crashed:
 
     async def finish(self) -> Outcome:
         """A fresh in-process worker on the same queue; the run's outcome."""
-        replacement = lane_worker(
+        replacement = await lane_worker(
             self.temporal_env.client,
             self.lane.settings,
             self.lane.engine,
@@ -153,7 +154,8 @@ async def crash_redeem(
         log_dir / "crashing-worker.log",
     )
     try:
-        handle = await temporal_env.client.start_workflow(
+        client = await gateway_client(temporal_env, lane.engine)
+        handle = await client.start_workflow(
             RedeemEnrollment.run,
             RedeemInput(f"fault-{uuid.uuid4().hex[:12]}", token_hash, csr_pem, CA_RETRY_SECONDS),
             id=redeem_workflow_id(token_hash),

@@ -37,6 +37,7 @@ from api.app import create_app
 from federation.ca.base import CertificateAuthority
 from federation.db.migrate import upgrade_async
 from federation.db.session import make_sessionmaker
+from federation.identity import load_gateway_id
 from federation.policy import REDEEM_FAILURE_POLICY, http_status_for
 from federation.settings import Settings
 from tests.support.dbsnap import fetch_all
@@ -241,7 +242,7 @@ def client_with(temporal_env: WorkflowEnvironment, interceptors: Sequence[Interc
     return Client(**config)
 
 
-def lane_worker(
+async def lane_worker(
     client: Client,
     settings: Settings,
     engine: AsyncEngine,
@@ -249,11 +250,14 @@ def lane_worker(
     *,
     task_queue: str | None = None,
 ) -> Worker:
-    """The real worker (``build_worker``) on ``task_queue`` (default: the settings' queue)."""
+    """The real worker (``build_worker``) of the gateway whose database ``engine`` is, on
+    ``task_queue`` (default: the settings' queue)."""
+    sessions = make_sessionmaker(engine)
     return build_worker(
         client,
+        gateway_id=await load_gateway_id(sessions),
         task_queue=task_queue or settings.mosaic_task_queue,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         ca=ca,
         sealer=sealer_from_settings(settings),
         remote=remote_settings(settings),

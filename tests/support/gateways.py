@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from federation.ca.base import CertificateAuthority
 from federation.db.session import make_engine, make_sessionmaker
+from federation.identity import load_gateway_id, task_queue_for
 from federation.settings import Settings
 from tests.support.stepca import free_port
 from workflows.worker import build_worker, remote_settings, sealer_from_settings
@@ -101,10 +102,14 @@ async def running_gateway(
         }
     )
     engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    gateway_id = await load_gateway_id(sessions)
     worker = build_worker(
         temporal_env.client,
-        task_queue=settings.mosaic_task_queue,
-        sessions=make_sessionmaker(engine),
+        gateway_id=gateway_id,
+        # "" in overrides: the default, derived from the gateway's identity.
+        task_queue=task_queue_for(gateway_id, settings.mosaic_task_queue),
+        sessions=sessions,
         ca=ca,
         sealer=sealer_from_settings(settings),
         remote=remote_settings(settings),

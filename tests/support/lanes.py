@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueRequest
 from federation.db.session import make_engine, make_sessionmaker
+from federation.identity import load_gateway_id
 from federation.settings import Settings
 from tests.support.faults import ActivityHook, Hook, client_with
 from workflows.worker import build_worker, remote_settings, sealer_from_settings
@@ -38,11 +39,13 @@ async def lane_with_ca(
         update={"mosaic_task_queue": f"{settings.mosaic_task_queue}-{uuid.uuid4().hex[:8]}"}
     )
     engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
     temporal = client_with(temporal_env, [ActivityHook(hook)]) if hook else temporal_env.client
     worker = build_worker(
         temporal,
+        gateway_id=await load_gateway_id(sessions),
         task_queue=lane_settings.mosaic_task_queue,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         ca=ca,
         sealer=sealer_from_settings(settings),
         remote=remote_settings(settings),

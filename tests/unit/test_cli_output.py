@@ -125,7 +125,14 @@ def test_shell_completion_offers_the_lazy_commands_and_their_choices() -> None:
         "mosaic fed": ("1", ["plain,federation"]),
         "mosaic federation peer list --state ": (
             "5",
-            ["plain,pending", "plain,active", "plain,failed", "plain,revoked"],
+            [
+                "plain,pending",
+                "plain,active",
+                "plain,degraded",
+                "plain,expired",
+                "plain,failed",
+                "plain,revoked",
+            ],
         ),
     }
     for words, (cword, expected) in asked.items():
@@ -190,3 +197,22 @@ def test_every_command_has_help_an_example_and_every_option_a_help_text() -> Non
             if isinstance(param, click.Option) and not param.help
         ]
     assert not gaps, gaps
+
+
+def test_a_nested_object_shows_one_line_per_field_so_none_is_cut_away() -> None:
+    peer = {
+        "state": "active",
+        "lifecycle": {
+            "state": "active",
+            "serial": "7ac456d0bd4378c50e80810ff67eb9d3adb5c76e",
+            "nextRenewalAt": "2026-12-03T20:00:00+00:00",
+            "lastError": None,
+        },
+    }
+    assert fields(peer, wide=False) == [
+        "state                    active",
+        "lifecycle.state          active",
+        "lifecycle.serial         7ac456d0bd4378c50e80810ff67eb9d3adb5c76e",
+        "lifecycle.nextRenewalAt  2026-12-03T20:00:00+00:00",
+        "lifecycle.lastError      -",
+    ]

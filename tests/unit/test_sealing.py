@@ -155,3 +155,25 @@ def test_reseal_with_the_wrong_aad_fails() -> None:
     blob = old.seal(KEY_PEM, aad=PEER_A)
     with pytest.raises(SealedBlobError, match="failed authentication"):
         reseal(blob, aad=PEER_B, old=old, new=new)
+
+
+def test_reseal_after_rotation_moves_the_key_of_a_renewal_under_way_too() -> None:
+    """A peer rotated mid-renewal must still open its next key afterwards."""
+    import uuid
+
+    from federation.client_key import client_key_aad, next_key_aad
+    from federation.db.models import Peer
+    from federation.secret_rotation import _reseal_peer
+
+    old, new = Sealer(SECRET), Sealer(OTHER_SECRET)
+    peer_id = uuid.uuid4()
+    peer = Peer(
+        id=peer_id,
+        client_key_sealed=old.seal(KEY_PEM, aad=client_key_aad(peer_id)),
+        next_key_sealed=old.seal(KEY_PEM, aad=next_key_aad(peer_id)),
+    )
+
+    assert _reseal_peer(peer, old=old, new=new) == 2
+
+    assert new.open(peer.client_key_sealed, aad=client_key_aad(peer_id)) == KEY_PEM
+    assert new.open(peer.next_key_sealed, aad=next_key_aad(peer_id)) == KEY_PEM

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("csr_fingerprint", sa.String(length=64), nullable=False),
         sa.Column("issued_by", sa.String(length=200), nullable=False),
         sa.Column("cert_pem", sa.Text(), nullable=True),
+        sa.Column("chain_pem", sa.Text(), nullable=True),
         sa.Column("fingerprint", sa.String(length=64), nullable=True),
         sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
         sa.Column("not_after", sa.DateTime(timezone=True), nullable=True),
@@ -98,6 +99,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table("federation_peers", schema=None) as batch_op:
         batch_op.add_column(sa.Column("federation_url", sa.String(length=2048), nullable=True))
+        batch_op.add_column(sa.Column("cert_chain_pem", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("remote_ca_pem", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("remote_ca_fingerprint", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("next_key_sealed", sa.Text(), nullable=True))
@@ -149,6 +151,7 @@ def downgrade() -> None:
         batch_op.create_check_constraint("ck_federation_peers_state", _OLD_PEER_STATES)
         for column in ("next_key_sealed", "remote_ca_fingerprint", "remote_ca_pem"):
             batch_op.drop_column(column)
+        batch_op.drop_column("cert_chain_pem")
         batch_op.drop_column("federation_url")
     with op.batch_alter_table("federation_grants", schema=None) as batch_op:
         batch_op.drop_column("enrolling_token_hash")
