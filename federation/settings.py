@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -14,14 +16,19 @@ from federation.db.urls import checked_database_url
 class Settings(BaseSettings):
     """Every variable is documented in README.md; names are the environment names."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # An empty variable means "the default": the compose file passes every setting through
+    # as ${NAME:-}, so one left empty in .env must not override anything.
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
+    )
 
     mosaic_data_dir: Path = Path(".mosaic")
     database_url: str = ""
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
-    mosaic_task_queue: str = "mosaic-federation"
+    # "" = derived from the gateway identity: mosaic-<12 hex> (federation/identity.py).
+    mosaic_task_queue: str = ""
     # Required secrets: no defaults, a missing one stops start-up with a clear message.
     mosaic_admin_token: SecretStr
     better_auth_secret: SecretStr
@@ -134,22 +141,74 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.mosaic_data_dir / 'mosaic.db').resolve()}"
 
     @property
+    def federation_url(self) -> str | None:
+        """Where remote peers reach the federation listener: the public URL when set,
+        else the listener's own address; None when this gateway serves no listener."""
+        if self.mosaic_federation_public_url:
+            return self.mosaic_federation_public_url.rstrip("/")
+        if self.mosaic_federation_listen:
+            return f"https://{self.mosaic_federation_listen}"
+        return None
+
+    @property
     def builtin_ca_dir(self) -> Path:
         return self.mosaic_data_dir / "ca"
+
+
+# Settings that may instead be read from a file named by <NAME>_FILE (the Docker and
+# Kubernetes secrets convention): the secrets, and the database URL with its password.
+SECRET_FILE_SETTINGS = (
+    "MOSAIC_ADMIN_TOKEN",
+    "BETTER_AUTH_SECRET",
+    "STEP_CA_PROVISIONER_KEY_JSON",
+    "DATABASE_URL",
+)
 
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment, turning a validation error into one readable line."""
     from pydantic import ValidationError
 
+    values = {**secrets_from_files(os.environ), **overrides}
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]).upper() or "settings"
-            problems.append(f"{field}: {err['msg']}")
+            if err["type"] == "missing" and field in SECRET_FILE_SETTINGS:
+                problems.append(f"{field}: required (or {field}_FILE, a file holding it)")
+            else:
+                problems.append(f"{field}: {err['msg']}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def secrets_from_files(
+    environ: Mapping[str, str], names: tuple[str, ...] = SECRET_FILE_SETTINGS
+) -> dict[str, str]:
+    """The values of ``names`` given as <NAME>_FILE: read once, trailing line breaks
+    dropped. Naming both a value and a file, or a file that cannot be read, is a
+    ConfigurationError naming the variable (never the content)."""
+    named = {key.upper(): value for key, value in environ.items() if value}
+    found: dict[str, str] = {}
+    for name in names:
+        path = named.get(f"{name}_FILE")
+        if path is None:
+            continue
+        if name in named:
+            raise ConfigurationError(f"{name} and {name}_FILE are both set: keep one")
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{name}_FILE: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{name}_FILE: {path} is not UTF-8 text") from None
+        if not value:
+            raise ConfigurationError(f"{name}_FILE: {path} is empty")
+        found[name.lower()] = value
+    return found
 
 
 class ConfigurationError(RuntimeError):

@@ -148,9 +148,15 @@ class ApiClient:
 
     def _refusal(self, response: httpx.Response) -> exits.CliError:
         try:
-            detail = response.json().get("detail")
+            body = response.json()
+            detail = body.get("detail")
         except (ValueError, AttributeError):
-            detail = None
+            body, detail = {}, None
+        remote = body.get("remote") if isinstance(body, dict) else None
+        if isinstance(remote, dict) and isinstance(detail, str):
+            # A peer's remote refused the call this gateway made for us: its class decides.
+            code = exits.exit_code_for_remote(str(remote.get("reason")))
+            return exits.CliError(f"{response.status_code}: {safe(detail)}", code)
         if not isinstance(detail, str):
             return _not_the_api(
                 self.target.api_url, f"an error without a detail, status {response.status_code}"

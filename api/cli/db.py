@@ -24,8 +24,10 @@ def db_upgrade(revision: str) -> None:
     again changes nothing.
     """
     from federation.db.migrate import upgrade
+    from federation.settings import secrets_from_files
 
-    url = os.environ.get("DATABASE_URL") or _default_sqlite_url()
+    from_file = secrets_from_files(os.environ, ("DATABASE_URL",)).get("database_url")
+    url = from_file or os.environ.get("DATABASE_URL") or _default_sqlite_url()
     upgrade(url, revision)
     click.echo(f"database at {url.split('@')[-1]} is at revision {revision}")
 

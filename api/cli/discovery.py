@@ -4,7 +4,7 @@ A gateway's data dir holds ``admin-token`` and, when ``mosaic gateway dev``
 wrote it, ``api-url`` (one line: the URL). The CLI looks, in this order:
 
 1. ``--data-dir DIR``: DIR's token (and DIR's URL unless one is given);
-2. ``MOSAIC_ADMIN_TOKEN``;
+2. ``MOSAIC_ADMIN_TOKEN`` (or the file ``MOSAIC_ADMIN_TOKEN_FILE`` names);
 3. ``MOSAIC_DATA_DIR``: like 1;
 4. the current directory, when it is a data dir; then ``./.mosaic``;
 5. with a URL given (``--api-url`` or ``MOSAIC_API_URL``), any data dir under
@@ -100,7 +100,7 @@ def find_target(
     tried: list[str] = []
     if data_dir is not None:
         return _from_dir(data_dir, "--data-dir", api_url, tried)
-    env_token = environ.get("MOSAIC_ADMIN_TOKEN")
+    env_token = environ.get("MOSAIC_ADMIN_TOKEN") or _token_file(environ)
     env_dir = environ.get("MOSAIC_DATA_DIR")
     if env_token:
         homes = [Path(env_dir)] if env_dir else [cwd, cwd / ".mosaic"]
@@ -126,3 +126,12 @@ def find_target(
                     return found
         tried.append(f"data dirs under {cwd} whose {URL_FILE} names {api_url}: none with a token")
     return Target(api_url or DEFAULT_API_URL, None, None, tried)
+
+
+def _token_file(environ: Mapping[str, str]) -> str | None:
+    """MOSAIC_ADMIN_TOKEN_FILE, read the way the gateway reads it."""
+    if not environ.get("MOSAIC_ADMIN_TOKEN_FILE"):
+        return None
+    from federation.settings import secrets_from_files
+
+    return secrets_from_files(environ, ("MOSAIC_ADMIN_TOKEN",)).get("mosaic_admin_token")

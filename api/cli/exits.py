@@ -33,6 +33,25 @@ _BY_STATUS = {
 }
 
 
+# The admin API names why a peer's remote refused a call (``remote.reason``).
+_BY_REMOTE_REASON = {
+    "tls": TLS_REFUSED,
+    "unauthenticated": UNAUTHENTICATED,
+    "forbidden": REFUSED,
+    "revoked": REFUSED,
+    "refused": REFUSED,
+    "not_found": NOT_FOUND,
+    "conflict": CONFLICT,
+    "unavailable": UNAVAILABLE,
+    "unreachable": UNAVAILABLE,
+}
+
+
+def exit_code_for_remote(reason: str) -> int:
+    """The exit code of a call the remote refused, by the class the gateway named."""
+    return _BY_REMOTE_REASON.get(reason, FAILED)
+
+
 def exit_code_for_status(status: int) -> int:
     """The exit code of an HTTP error answer; other 4xx refuse, other 5xx fail."""
     if status in _BY_STATUS:

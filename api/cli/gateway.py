@@ -76,7 +76,9 @@ def _tighten(path: Path) -> None:
             _tighten(child)
 
 
-def prepare_dev_environment(data_dir: Path, *, port: int, temporal_port: int, ui_port: int) -> None:
+def prepare_dev_environment(
+    data_dir: Path, *, port: int, temporal_port: int, ui_port: int, federation_port: int = 8443
+) -> None:
     """Fill the environment for embedded defaults; explicit variables win, except Temporal's.
 
     ``gateway dev`` runs against the dev server it starts, never another Temporal.
@@ -95,6 +97,10 @@ def prepare_dev_environment(data_dir: Path, *, port: int, temporal_port: int, ui
         "MOSAIC_ADMIN_TOKEN": _secret_file(data_dir / "admin-token"),
         "BETTER_AUTH_SECRET": _secret_file(data_dir / "sealing-secret"),
         "MOSAIC_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "MOSAIC_FEDERATION_LISTEN": f"127.0.0.1:{federation_port}",
+        # A dev gateway federates with others on this machine: loopback is where they are.
+        "MOSAIC_ENROLL_ALLOW_HTTP_LOOPBACK": "true",
+        "MOSAIC_ENROLL_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
@@ -212,7 +218,15 @@ def gateway() -> None:
     default=None,
     help="Temporal Web UI port  [default: --temporal-port + 1000, so 8233]",
 )
-def dev(port: int, data_dir: Path, temporal_port: int, ui_port: int | None) -> None:
+@click.option(
+    "--federation-port",
+    default=8443,
+    show_default=True,
+    help="the federation listener's port (mTLS: remote peers call it with their certificate)",
+)
+def dev(
+    port: int, data_dir: Path, temporal_port: int, ui_port: int | None, federation_port: int
+) -> None:
     """Everything on embedded defaults: SQLite, Temporal dev server, built-in CA, worker, API.
 
     It starts its own Temporal dev server and never uses one it did not start: if a
@@ -223,11 +237,25 @@ def dev(port: int, data_dir: Path, temporal_port: int, ui_port: int | None) -> N
     os.umask(0o077)  # before anything is created: secrets, databases and logs are the owner's
     interrupt_on_sigterm()
     ui_port = temporal_port + 1000 if ui_port is None else ui_port  # as Temporal's own default
-    ensure_free({"--port": port, "--temporal-port": temporal_port, "--ui-port": ui_port})
+    ensure_free(
+        {
+            "--port": port,
+            "--temporal-port": temporal_port,
+            "--ui-port": ui_port,
+            "--federation-port": federation_port,
+        }
+    )
     data_dir = data_dir.resolve()
-    prepare_dev_environment(data_dir, port=port, temporal_port=temporal_port, ui_port=ui_port)
+    prepare_dev_environment(
+        data_dir,
+        port=port,
+        temporal_port=temporal_port,
+        ui_port=ui_port,
+        federation_port=federation_port,
+    )
     settings = _checked_settings()
     from api.devserver import stop_process
+    from api.federation_listener import ca_bundle
     from api.rungateway import run_gateway
     from federation.db.migrate import upgrade
 
@@ -246,6 +274,10 @@ def dev(port: int, data_dir: Path, temporal_port: int, ui_port: int | None) -> N
         click.echo(f"database   {settings.effective_database_url} (migrated)")
         click.echo(f"temporal   {settings.temporal_address} (dev server, log {log_file})")
         click.echo(f"API        {api_url}   docs {api_url}/docs")
+        click.echo(
+            f"federation {settings.federation_url} (mTLS; peers pin the CA in"
+            f" {ca_bundle(settings)})"
+        )
         click.echo(f"Temporal UI {settings.temporal_ui_url}")
         click.echo(f"admin token in {data_dir / 'admin-token'} (the CLI finds it there)")
         click.echo("Ctrl-C stops everything.")
@@ -278,6 +310,10 @@ def _serve(
 ) -> None:
     settings = _checked_settings()  # before the heavy imports: a bad setting fails fast
     ensure_free({"--port": port}, host=host)
+    if settings.mosaic_federation_listen:
+        listen_host, _, listen_port = settings.mosaic_federation_listen.rpartition(":")
+        if listen_port.isdigit():
+            ensure_free({"MOSAIC_FEDERATION_LISTEN": int(listen_port)}, host=listen_host)
     from api.rungateway import run_gateway
 
     gateway = run_gateway(

@@ -18,7 +18,7 @@ from api.devserver import PortUnavailable, ensure_ports_free, start_dev_server
 from tests.support.commands import MOSAIC, clean_env, stop_or_kill
 from tests.support.stepca import free_port
 
-FLAGS = ("--port", "--temporal-port", "--ui-port")
+FLAGS = ("--port", "--temporal-port", "--ui-port", "--federation-port")
 
 
 @pytest.fixture

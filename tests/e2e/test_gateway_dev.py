@@ -61,6 +61,8 @@ def dev_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevGateway
             str(temporal_port),
             "--ui-port",
             str(ui_port),
+            "--federation-port",
+            str(free_port()),
             "--data-dir",
             str(workdir / ".mosaic"),
         ],

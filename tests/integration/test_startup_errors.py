@@ -120,6 +120,51 @@ ROWS = [
         "MOSAIC_ADMIN_TOKEN",
     ),
     Row(
+        "admin-token-file-missing",
+        {"MOSAIC_ADMIN_TOKEN": "", "MOSAIC_ADMIN_TOKEN_FILE": "{tmp}/no-such-token"},
+        ("gateway", "api", "--port", "{free}"),
+        "MOSAIC_ADMIN_TOKEN_FILE",
+    ),
+    Row(
+        "admin-token-and-its-file",
+        {"MOSAIC_ADMIN_TOKEN_FILE": "{tmp}/token"},
+        ("gateway", "worker"),
+        "MOSAIC_ADMIN_TOKEN_FILE",
+        never_shown=(SECRETS["MOSAIC_ADMIN_TOKEN"],),
+    ),
+    Row(
+        "sealing-secret-missing",
+        {"BETTER_AUTH_SECRET": ""},
+        ("gateway", "worker"),
+        "BETTER_AUTH_SECRET_FILE",
+    ),
+    Row(
+        "db-upgrade-database-url-file-empty",
+        {"DATABASE_URL_FILE": "{tmp}/empty"},
+        ("db", "upgrade"),
+        "DATABASE_URL_FILE",
+    ),
+    Row(
+        "listener-cert-missing",
+        {
+            "MOSAIC_FEDERATION_LISTEN": "127.0.0.1:{free2}",
+            "MOSAIC_FEDERATION_TLS_CERT": "{tmp}/no-such-listener.crt",
+            "MOSAIC_FEDERATION_TLS_KEY": "{key_file}",
+        },
+        ("gateway", "api", "--port", "{free}"),
+        "MOSAIC_FEDERATION_TLS_CERT",
+    ),
+    Row(
+        "listener-cert-not-pem",
+        {
+            "MOSAIC_FEDERATION_LISTEN": "127.0.0.1:{free2}",
+            "MOSAIC_FEDERATION_TLS_CERT": "{tmp}/token",
+            "MOSAIC_FEDERATION_TLS_KEY": "{key_file}",
+        },
+        ("gateway", "run", "--port", "{free}"),
+        "MOSAIC_FEDERATION_TLS_CERT",
+    ),
+    Row(
         "api-port-taken",
         {},
         ("gateway", "api", "--port", "{taken}"),
@@ -188,6 +233,8 @@ def _placeholders(tmp: Path) -> dict[str, str]:
     root = tmp / "root_ca.crt"
     ca_root = BuiltinCA.open_or_create(tmp / "some-ca").root_certificates()[0]
     root.write_bytes(ca_root.public_bytes(serialization.Encoding.PEM))
+    (tmp / "token").write_text("a-token-in-a-file-0123456789\n")
+    (tmp / "empty").write_text("\n")
     return {
         "tmp": str(tmp),
         "key": json.dumps(private_jwk),
@@ -211,7 +258,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ran
         for row in ROWS:
             data_dir = tmp / row.name
             data_dir.mkdir()
-            row_values = {**values, "free": str(free_port())}
+            row_values = {**values, "free": str(free_port()), "free2": str(free_port())}
             env = {**SECRETS, **{k: v.format(**row_values) for k, v in row.env.items()}}
             args = [arg.format(**row_values) for arg in row.args]
             running[row.name] = subprocess.Popen(
@@ -279,16 +326,19 @@ async def test_db_upgrade_accepts_a_plain_postgresql_url(tmp_path: Path) -> None
 
 def _spawn_worker(tmp_path: Path, port: int, **env: str) -> tuple[subprocess.Popen[str], Path]:
     log = tmp_path / "worker.log"
+    worker_env = clean_env(
+        tmp_path,
+        MOSAIC_DATA_DIR=str(tmp_path),
+        TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+        **SECRETS,
+        **env,
+    )
+    # The worker reads its gateway identity from the database before anything else.
+    subprocess.run([MOSAIC, "db", "upgrade"], env=worker_env, capture_output=True, check=True)
     with log.open("w") as handle:
         worker = subprocess.Popen(
             [MOSAIC, "gateway", "worker"],
-            env=clean_env(
-                tmp_path,
-                MOSAIC_DATA_DIR=str(tmp_path),
-                TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
-                **SECRETS,
-                **env,
-            ),
+            env=worker_env,
             stdout=subprocess.DEVNULL,
             stderr=handle,
             text=True,

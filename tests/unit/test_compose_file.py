@@ -360,7 +360,8 @@ def test_compose_environment_satisfies_the_gateway_settings(
     resolved = interpolate_tree(compose, env)["services"]
     for name in GATEWAY_SERVICES:
         values = environment(resolved[name])
-        settings = load_settings(**{key.lower(): value for key, value in values.items()})
+        # An empty variable is "unset" to the gateway (env_ignore_empty), as in the container.
+        settings = load_settings(**{key.lower(): value for key, value in values.items() if value})
         assert settings.mosaic_ca == "step-ca"
         assert settings.database_url == (
             f"postgresql+asyncpg://mosaic:{env['POSTGRES_PASSWORD']}@postgres:5432/mosaic"
@@ -370,6 +371,60 @@ def test_compose_environment_satisfies_the_gateway_settings(
         key = json.loads(settings.step_ca_provisioner_key_json.get_secret_value())
         assert key["crv"] == "P-256" and "d" in key
         assert settings.step_ca_root_cert_path == "/etc/mosaic/step-ca/root_ca.crt"
+
+
+# Settings the compose file fixes for its own services instead of passing them through
+# (the image sets MOSAIC_DATA_DIR).
+FIXED_BY_COMPOSE = {
+    "MOSAIC_DATA_DIR",
+    "DATABASE_URL",
+    "TEMPORAL_ADDRESS",
+    "MOSAIC_CA",
+    "STEP_CA_URL",
+    "STEP_CA_ROOT_CERT_PATH",
+}
+
+
+def test_every_setting_the_gateway_reads_can_be_set_from_env(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Derived from the Settings model: a new setting fails here until compose passes it."""
+    from federation.settings import Settings
+
+    for name in GATEWAY_SERVICES:
+        env = environment(services[name])
+        for field in Settings.model_fields:
+            var = field.upper()
+            if var in FIXED_BY_COMPOSE:
+                continue
+            assert var in env, f"{name}: {var} cannot be set in the compose stack"
+            assert re.search(r"\$\{" + var + r"(?::?[-?]|\})", env[var]), (
+                f"{name}: {var} = {env[var]!r} does not come from .env"
+            )
+
+
+def test_example_env_starts_the_gateway_with_its_defaults(compose: dict[str, Any]) -> None:
+    """Every optional setting left empty in .env.example means the gateway's default."""
+    from federation.settings import Settings
+
+    env = {**read_env_file(ENV_EXAMPLE_PATH), **generated_secrets()}
+    values = environment(interpolate_tree(compose, env)["services"]["api"])
+    settings = load_settings(**{k.lower(): v for k, v in values.items() if v})
+    default = {name: field.default for name, field in Settings.model_fields.items()}
+    assert settings.mosaic_enroll_rate_per_minute == default["mosaic_enroll_rate_per_minute"]
+    assert settings.mosaic_cert_lifetime_seconds == default["mosaic_cert_lifetime_seconds"]
+    assert settings.mosaic_federation_listen == "0.0.0.0:8443"
+    assert settings.mosaic_federation_tls_cert.startswith("/etc/mosaic/config/")
+    assert settings.mosaic_worker_metrics_address == "0.0.0.0:9464"
+
+
+def test_listener_and_metrics_ports_are_published_and_files_mounted(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert "8443:8443" in [str(port) for port in services["api"]["ports"]]
+    assert "127.0.0.1:9464:9464" in [str(port) for port in services["worker"]["ports"]]
+    for name in GATEWAY_SERVICES:
+        assert "./mosaic-config:/etc/mosaic/config:ro" in services[name]["volumes"]
 
 
 def test_step_ca_root_reaches_the_gateway_through_a_read_only_volume(
