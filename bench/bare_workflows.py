@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         validate,
         verify_certificate,
     )
-    from workflows.redeem import CA_CALL
+    from workflows.common import CA_CALL
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -529,44 +530,64 @@ async def http_phase(
     return await timed(result, stack, tickets, one)
 
 
+# The worker's two activity classes, (RedeemActivities, CertificateActivities).
+DirectActivities = tuple[Any, Any]
+
+
 async def direct_phase(
-    name: str, acts: Any, tickets: Sequence[Ticket], concurrency: int, stack: Stack
+    name: str, acts: DirectActivities, tickets: Sequence[Ticket], concurrency: int, stack: Stack
 ) -> PhaseResult:
-    """validate → claim → issue → verify → activate, in-process, no Temporal, no HTTP."""
-    from activities.redeem import ActivateInput, ClaimInput, IssueInput, ValidateInput, VerifyInput
+    """validate → claim → sign → verify → activate, in-process, no Temporal, no HTTP.
+
+    The worker's own activity methods, each ticket in an activity context of its own run
+    (the ledger records which run signed), so the floor pays what a real run pays.
+    """
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.certificates import SignInput, VerifyInput
+    from activities.redeem import ActivateInput, ClaimInput, ValidateInput
 
     result = PhaseResult(name, len(tickets), concurrency)
+    redeem, certs = acts
+
+    async def steps(ticket: Ticket, request_id: str) -> None:
+        token_hash = ticket.token_hash
+        v = await redeem.validate(ValidateInput(token_hash, ticket.csr_pem))
+        await redeem.claim_token(ClaimInput(token_hash, v.grant_id, v.peer_id, v.csr_fingerprint))
+        issued = await certs.sign(
+            SignInput(ticket.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint)
+        )
+        verified = await certs.verify(
+            VerifyInput(
+                issued.cert_pem,
+                issued.chain_pem,
+                v.grant_id,
+                v.subject_user_id,
+                v.public_key_der_b64,
+            )
+        )
+        await redeem.activate(
+            ActivateInput(
+                request_id,
+                token_hash,
+                v.grant_id,
+                v.peer_id,
+                issued.cert_pem,
+                verified.serial,
+                verified.not_after,
+                verified.fingerprint,
+            )
+        )
 
     async def one(ticket: Ticket) -> None:
-        token_hash = ticket.token_hash
+        request_id = uuid.uuid4().hex
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(
+            env.info, workflow_id=f"redeem-{request_id}", workflow_run_id=uuid.uuid4().hex
+        )
         t0 = time.perf_counter()
         try:
-            v = await acts.validate(ValidateInput(token_hash, ticket.csr_pem))
-            await acts.claim_token(ClaimInput(token_hash, v.peer_id, v.csr_fingerprint))
-            issued = await acts.issue_certificate(
-                IssueInput(ticket.csr_pem, v.grant_id, v.subject_user_id)
-            )
-            verified = await acts.verify_certificate(
-                VerifyInput(
-                    issued.cert_pem,
-                    issued.chain_pem,
-                    v.grant_id,
-                    v.subject_user_id,
-                    v.public_key_der_b64,
-                )
-            )
-            await acts.activate(
-                ActivateInput(
-                    uuid.uuid4().hex,
-                    token_hash,
-                    v.grant_id,
-                    v.peer_id,
-                    issued.cert_pem,
-                    verified.serial,
-                    verified.not_after,
-                    verified.fingerprint,
-                )
-            )
+            await env.run(steps, ticket, request_id)
         except Exception as exc:  # noqa: BLE001 - counted, the run goes on
             result.errors.append(f"{type(exc).__name__}: {exc}")
             return
@@ -967,6 +988,7 @@ class Bench:
 
     async def direct(self) -> None:
         """(a) The direct floor: the same activity functions in-process, no Temporal, no HTTP."""
+        from activities.certificates import CertificateActivities
         from activities.redeem import RedeemActivities
         from federation.db.session import make_engine, make_sessionmaker
 
@@ -977,7 +999,8 @@ class Bench:
         engine = make_engine(stack.db_url)  # the worker's engine settings
         ca = stack.step_ca.provider()  # the worker's StepCA provider, same CA
         try:
-            acts = RedeemActivities(make_sessionmaker(engine), ca)
+            sessions = make_sessionmaker(engine)
+            acts = (RedeemActivities(sessions), CertificateActivities(sessions, ca))
             await direct_phase("warmup", acts, warm, 1, stack)
             single = await direct_phase("direct floor single", acts, singles, 1, stack)
             burst = await direct_phase("direct floor burst", acts, tickets, args.concurrency, stack)
