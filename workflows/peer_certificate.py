@@ -25,7 +25,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.common import GRANT_ID, PEER_ID, SHORT_STEP, UNTIL_DONE
 
@@ -171,10 +171,11 @@ class PeerCertificate:
                         start_to_close_timeout=timedelta(seconds=15),
                         retry_policy=SHORT_STEP,
                     )
-                except ActivityError as failed:
+                except (ActivityError, ApplicationError) as failed:
                     # The remote's answer failed our checks, or the swap could not be
                     # stored: the old certificate still holds. Degrade and try again
-                    # later, never fail the run (reconcile would only restart it).
+                    # later, never fail the run (reconcile would only restart it). A local
+                    # activity's failure may arrive as its ApplicationError itself.
                     cause = str(failed.cause or failed)
                     answer = RenewalAnswer("failed", detail=f"renewed certificate refused: {cause}")
                 else:

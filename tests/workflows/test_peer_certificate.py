@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -66,6 +67,7 @@ class StandIn:
     renewed_at: list[datetime] = field(default_factory=list)
     marks: list[str] = field(default_factory=list)
     submits: list[datetime] = field(default_factory=list)
+    swap_refusals: int = 0  # swaps that fail our checks before one is taken
 
     async def now(self) -> datetime:
         # Local activities run on the worker's clock, not the server's: ask the server.
@@ -96,6 +98,9 @@ class StandIn:
     @activity.defn(name="lifecycle.swap")
     async def swap(self, arg: SwapInput) -> Swapped:
         assert arg.old_serial == f"{self.serial:x}"
+        if self.swap_refusals:
+            self.swap_refusals -= 1
+            raise ApplicationError("certificate does not carry the grant OID", non_retryable=True)
         self.serial += 1
         now = await self.now()
         self.renewed_at.append(now)
@@ -215,3 +220,18 @@ async def test_renew_now_renews_at_once_and_stop_ends_the_run(env: WorkflowEnvir
         await handle.signal(PeerCertificate.stop, "peer removed")
         result = await handle.result()
     assert result.state == "stopped" and result.last_error == "peer removed"
+
+
+async def test_a_renewed_certificate_our_checks_refuse_degrades_and_is_tried_again(
+    env: WorkflowEnvironment,
+) -> None:
+    """The run never fails on a bad answer: the old certificate still holds, so it degrades
+    with the reason and renews again later; the renewal count survives continue-as-new."""
+    stand_in = StandIn(env, swap_refusals=1)
+    async with lifecycle(env, stand_in) as handle:
+        await env.sleep(timedelta(days=21))
+        status = await handle.query(PeerCertificate.status)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert stand_in.marks == ["degraded"]
+    assert len(stand_in.renewed_at) == 1
+    assert status.state == "active" and status.renewals == 1
