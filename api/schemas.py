@@ -116,7 +116,7 @@ class PeerWorkflow(_Wire):
     common_name: str | None = None
     grant_id: str | None = None
     subject_user_id: str | None = None
-    token_expires_at: str | None = None
+    token_expires_at: datetime | None = None
     failure: str | None = None
     # SHA-256 of the remote's CA root as its preflight announced it (shown before the CSR).
     ca_fingerprint: str | None = None
@@ -190,8 +190,8 @@ class PeerLifecycle(_Wire):
     id: str
     state: str
     serial: str | None = None
-    not_after: str | None = None
-    next_renewal_at: str | None = None
+    not_after: datetime | None = None
+    next_renewal_at: datetime | None = None
     last_error: str | None = None
     renewals: int = 0
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.audit import audit_entry
-from federation.db.models import Credential, Note, Task, User, utcnow
+from federation.db.models import Credential, Note, Task, User, utcnow, wire_time
 from federation.errors import InvalidInput, NotFound
 from federation.paging import (
     NOT_A_CURSOR,
@@ -46,11 +46,6 @@ MAX_PAGE_ROWS = 10_000
 _UUID_SIZE = 16
 
 
-def _iso_utc(moment: datetime) -> str:
-    # The same text pydantic writes for the admin API: microseconds only when non-zero.
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class ResourceItem:
     """One row of a served kind, detached from the database session."""
@@ -71,8 +66,8 @@ class ResourceItem:
             "teamId": None if self.team_id is None else str(self.team_id),
             "title": self.title,
             "body": self.body,
-            "createdAt": _iso_utc(self.created_at),
-            "updatedAt": _iso_utc(self.updated_at),
+            "createdAt": wire_time(self.created_at),
+            "updatedAt": wire_time(self.updated_at),
         }
 
 

@@ -21,7 +21,7 @@ from api.federation_state import FederationState
 from api.schemas import _Input
 from api.workflow_runs import RunStart, start_or_attach
 from federation import ledger
-from federation.db.models import utcnow
+from federation.db.models import utcnow, wire_time
 from federation.errors import NotFound, from_kind
 from federation.inbound import Caller, Presented
 from federation.pki.csr import check_csr
@@ -131,7 +131,7 @@ async def certificate_status(request: Request, state: StateDep) -> dict[str, Any
         "serial": status.serial,
         "state": status.state,
         "reason": status.reason,
-        "revokedAt": status.revoked_at.isoformat() if status.revoked_at else None,
+        "revokedAt": wire_time(status.revoked_at) if status.revoked_at else None,
         "withdrawnForCause": status.withdrawn_for_cause,
     }
 
@@ -209,7 +209,7 @@ async def revocations(state: StateDep) -> dict[str, Any]:
         found = await ledger.revocations(session, at=utcnow())
     return {
         "revoked": [
-            {"serial": r.serial, "revokedAt": r.revoked_at.isoformat(), "reason": r.reason}
+            {"serial": r.serial, "revokedAt": wire_time(r.revoked_at), "reason": r.reason}
             for r in found
         ]
     }

@@ -38,6 +38,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def wire_time(moment: datetime) -> str:
+    """A timestamp as every API answer writes it, the text pydantic makes of an aware UTC
+    datetime: ``2026-12-03T08:04:53.123456Z`` (microseconds only when non-zero)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC on both backends (SQLite stores naive text)."""
 
