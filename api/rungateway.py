@@ -32,6 +32,8 @@ async def run_gateway(
 
     ``proxy_headers`` trusts X-Forwarded-For/-Proto from ``forwarded_allow_ips`` only.
     """
+    # The listener's settings and files first: a bad one is one line, before anything logs.
+    listener = federation_listener(settings, ca_from_settings(settings))
     configure_logging(settings.mosaic_log_format)
     raise_open_files_limit()
     servers = [
@@ -44,7 +46,6 @@ async def run_gateway(
             forwarded_allow_ips=forwarded_allow_ips,
         )
     ]
-    listener = federation_listener(settings, ca_from_settings(settings))
     if listener is not None:
         servers.append(
             build_server(

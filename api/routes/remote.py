@@ -60,7 +60,7 @@ async def renew_now(
 @router.post(
     "/{peer_id}/requests",
     responses={
-        **problem_responses(401, 403, 404, 409, 413, 422),
+        **problem_responses(400, 401, 403, 404, 409, 413, 422),
         502: {"model": RemoteProblem, "description": "the remote refused, or TLS failed"},
         504: {"model": RemoteProblem, "description": "the remote could not be reached"},
     },

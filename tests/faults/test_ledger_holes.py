@@ -189,7 +189,10 @@ async def test_verify_that_times_out_is_unavailable_not_a_ca_outage_and_revokes(
             await asyncio.sleep(6)  # past its 5 s start-to-close, both attempts
         return await proceed()
 
-    async with lane_with_ca(settings, temporal_env, ca, hook=slow_verify) as client:
+    # Two 5 s verify timeouts and the compensation: the request must outwait them all, even
+    # on a loaded machine, to see the saga's own answer rather than "still in progress".
+    patient = settings.model_copy(update={"mosaic_enroll_wait_seconds": 60})
+    async with lane_with_ca(patient, temporal_env, ca, hook=slow_verify) as client:
         grant, response = await _enroll(client)
         assert response.status_code == 503, response.text
         assert "verifying certificate" in response.json()["detail"]
