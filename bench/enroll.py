@@ -63,6 +63,7 @@ WARMUP = 3
 
 TARGET_SINGLE_P50_MS = 120.0
 TARGET_BURST_RATIO = 0.8
+TARGET_SINGLE_RATIO = 1.25  # single p50 / bare-Temporal single p50, same run
 TARGET_RSS_MIB = 200.0
 
 
@@ -1200,10 +1201,13 @@ def print_report(
     d_single, bare = by_name["direct floor single"], by_name["bare Temporal burst"]
     ratio_thr = burst.throughput / bare.throughput
     ratio_p50 = pct(single.latencies_ms, 50) / pct(d_single.latencies_ms, 50)
+    bare_single = by_name["bare Temporal single"]
+    ratio_single = pct(single.latencies_ms, 50) / pct(bare_single.latencies_ms, 50)
     rss = report["rss_after_burst"]
     report["ratios"] = {
         "burst_throughput_over_bare": round(ratio_thr, 3),
         "single_p50_over_direct_p50": round(ratio_p50, 2),
+        "single_p50_over_bare_single_p50": round(ratio_single, 3),
     }
     single_p50 = pct(single.latencies_ms, 50)
     checks = {
@@ -1212,6 +1216,9 @@ def print_report(
             not burst.errors and report["burst_grants_active"] == args.n
         ),
         f"burst >= {TARGET_BURST_RATIO} x bare Temporal": ratio_thr >= TARGET_BURST_RATIO,
+        f"single p50 <= {TARGET_SINGLE_RATIO} x bare Temporal single p50": (
+            ratio_single <= TARGET_SINGLE_RATIO
+        ),
         f"API RSS <= {TARGET_RSS_MIB:.0f} MiB": rss["api"]["rss_mib"] <= TARGET_RSS_MIB,
         f"worker RSS <= {TARGET_RSS_MIB:.0f} MiB": rss["worker"]["rss_mib"] <= TARGET_RSS_MIB,
     }
@@ -1258,6 +1265,7 @@ def print_report(
         f" {additive:.1f}/s; the burst reaches {burst.throughput / additive:.2f} of that)"
     )
     print(f"single p50 / direct-floor p50 = {ratio_p50:.1f}")
+    print(f"single p50 / bare-Temporal single p50 = {ratio_single:.2f}")
     for label, ok in checks.items():
         print(f"  [{'met' if ok else 'NOT met'}] {label}")
 

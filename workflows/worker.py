@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.certificates import CertificateActivities
 from activities.lifecycle import LifecycleActivities
@@ -64,9 +65,16 @@ def build_worker(
     sealer: Sealer,
     remote: RemoteSettings,
     workflow_failure_exception_types: Sequence[type[BaseException]] = (),
+    sandboxed: bool = True,
 ) -> Worker:
     """A worker for every Mosaic workflow on ``task_queue``, acting for ``gateway_id`` only:
-    its identity names the gateway and its activities refuse another gateway's runs."""
+    its identity names the gateway and its activities refuse another gateway's runs.
+
+    ``sandboxed=False`` (what ``mosaic gateway worker`` runs) skips the SDK's workflow
+    sandbox, which re-imports the workflow modules for every run and proxies every call:
+    about a third of the worker's CPU per enrollment (docs/benchmarks.md). Determinism is
+    guarded elsewhere: the tests run the workflows in the sandbox, and the recorded
+    histories in tests/workflows/histories replay on every change, in CI."""
     activities = [
         *RedeemActivities(sessions).all(),
         *CertificateActivities(sessions, ca).all(),
@@ -85,6 +93,7 @@ def build_worker(
         workflow_failure_exception_types=list(workflow_failure_exception_types),
         interceptors=[GatewayGuard(gateway_id)],
         identity=worker_identity(gateway_id),
+        workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
     )
 
 
@@ -162,6 +171,7 @@ async def run_worker(settings: Settings) -> None:
             ca=ca,
             sealer=sealer_from_settings(settings),
             remote=remote_settings(settings),
+            sandboxed=False,
         )
         schedule_id = await ensure_reconcile_schedule(
             client,
