@@ -24,6 +24,7 @@ from federation.logredact import install_redaction
 from tests.conftest import ADMIN_TOKEN, SEALING_SECRET
 from tests.support.factories import make_grant, make_token
 from tests.support.faults import WorkerProcess, spawn_command, unique_queue
+from tests.support.gateway_processes import wait_until_serving
 from tests.support.pki import make_csr
 from tests.support.stepca import free_port
 
@@ -86,21 +87,6 @@ async def limited_gateway(
             except TimeoutError:
                 process.kill()
                 raise
-
-
-async def wait_until_serving(url: str, process: WorkerProcess) -> None:
-    """Health answers and the worker polls its task queue."""
-    async with httpx.AsyncClient(timeout=1) as http:
-        for _ in range(600):
-            assert process.process.poll() is None, process.log()[-3000:]
-            try:
-                healthy = (await http.get(f"{url}/healthz")).status_code == 200
-            except httpx.TransportError:
-                healthy = False
-            if healthy and "worker on task queue" in process.log():
-                return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"gateway did not start:\n{process.log()[-3000:]}")
 
 
 async def open_slow_sockets(
