@@ -59,13 +59,21 @@ test: services
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
-# Enrollment benchmark on real parts (fresh PostgreSQL database, step-ca, Temporal dev server,
-# API and worker processes) and the reconcile sweep over 100k grants; prints figures,
-# see docs/benchmarks.md. Not part of `make test`.
+# Benchmarks on real parts; each phase prints its figures and [met]/[NOT met] against the
+# targets of docs/benchmarks.md. Not part of `make test`.
+#   enroll:     production-shaped stack (PostgreSQL, step-ca, API and worker processes) vs
+#               bare Temporal of the same shape, single and burst
+#   embedded:   `mosaic gateway dev` (SQLite, built-in CA, one process) vs bare Temporal
+#   cli:        `mosaic --help` and `mosaic user list` vs `python -c "import httpx, click"`
+#   federation: capabilities and a 100-row list over mTLS vs the admin API; a 2,000-request burst
+#   reconcile_sweep: the reconcile sweep over 100k grants
 bench: $(STAMP)
 	infra/postgres/ensure-running.sh
 	infra/step-ca/build.sh
 	$(BIN)/python -m bench.enroll
+	$(BIN)/python -m bench.embedded
+	$(BIN)/python -m bench.cli
+	$(BIN)/python -m bench.federation
 	$(BIN)/python -m bench.reconcile_sweep
 
 clean:
