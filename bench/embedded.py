@@ -48,17 +48,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from bench import procs
 from bench.bare_activities import CSR_SIZE
 from bench.bare_workflows import BareInput, BareRedeem
-from bench.procs import Child, Children
+from bench.procs import Child, Children, make_csr, pct, say
 from federation.runs import redeem_workflow_id
 from federation.tokens import hash_token
 
@@ -67,32 +63,6 @@ MOSAIC = str(Path(sys.executable).parent / "mosaic")
 SCOPE = {"resources": ["tasks", "notes"], "excluded_resources": [], "max_rows_per_query": 100}
 WARMUP = 3
 START_TIMEOUT_S = 120.0
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """Percentile with linear interpolation between closest ranks (as bench.enroll)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def make_csr(common_name: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def own_cpu_seconds(pid: int) -> float:

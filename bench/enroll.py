@@ -44,13 +44,9 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bench import procs
-from bench.procs import Child, Children
+from bench.procs import Child, Children, make_csr, pct, say
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_DSN = os.environ.get(
@@ -68,21 +64,6 @@ TARGET_RSS_MIB = 200.0
 
 
 # --- small helpers ------------------------------------------------------------------------
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """Percentile with linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 @dataclass(frozen=True)
@@ -147,17 +128,6 @@ class PhaseResult:
             "foreign_cpu_s": self.foreign_top,
             "quiet_wait_s": round(self.quiet_wait_s, 1),
         }
-
-
-def make_csr(common_name: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM).decode()
 
 
 async def run_pool(

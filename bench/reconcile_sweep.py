@@ -15,9 +15,11 @@ import argparse
 import asyncio
 import gc
 import hashlib
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy import select, text
@@ -27,6 +29,7 @@ from temporalio.worker import Worker
 
 from activities.reconcile import ReconcileActivities, SweepInput
 from api.devserver import temporal_cli_path
+from federation.ca.builtin import BuiltinCA
 from federation.db.migrate import upgrade_async
 from federation.db.models import EnrollmentToken, Grant, Peer
 from federation.db.session import make_engine, make_sessionmaker
@@ -184,19 +187,24 @@ async def main(grants: int, stranded: float) -> None:
         print("query plans (candidate selection):")
         await explain(engine)
 
-        acts = ReconcileActivities(make_sessionmaker(engine), env.client)
+        # The certificate sweep may revoke at the CA: a built-in CA of its own does.
+        ca = BuiltinCA.open_or_create(Path(tempfile.mkdtemp(prefix="bench-ca-")))
+        acts = ReconcileActivities(make_sessionmaker(engine), env.client, ca)
         sweep = SweepInput(request_id="bench", grace_seconds=120)
         t0 = time.perf_counter()
-        claims, stale, peers, lapsed = await asyncio.gather(
+        claims, stale, peers, lapsed, certificates, lifecycles = await asyncio.gather(
             acts.claimed_tokens(sweep),
             acts.stale_pending_grants(sweep),
             acts.orphaned_peers(sweep),
             acts.lapsed_grants(sweep),
+            acts.certificates(sweep),
+            acts.peer_lifecycles(sweep),
         )
         sweep_ms = (time.perf_counter() - t0) * 1000
         print(
             f"sweep in-process: {sweep_ms:.0f} ms — released {claims.released}, "
-            f"expired {claims.grants_expired + stale + lapsed}, peers failed {peers}"
+            f"expired {claims.grants_expired + stale + lapsed}, peers failed {peers}, "
+            f"certificates {certificates}, peers without a lifecycle run {len(lifecycles)}"
         )
 
         t0 = time.perf_counter()
@@ -205,6 +213,8 @@ async def main(grants: int, stranded: float) -> None:
             acts.stale_pending_grants(sweep),
             acts.orphaned_peers(sweep),
             acts.lapsed_grants(sweep),
+            acts.certificates(sweep),
+            acts.peer_lifecycles(sweep),
         )
         print(f"sweep with nothing to repair: {(time.perf_counter() - t0) * 1000:.0f} ms {idle}")
 
