@@ -25,7 +25,10 @@ INTERVAL = timedelta(seconds=2)
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-@pytest.fixture(scope="session")
+# Module scope: a schedule left running (every 2 s, 60 s grace) for the rest of the session
+# would repair other tests' rows under them (a claim made here, released minutes later
+# while tests/security snapshots the database).
+@pytest.fixture(scope="module")
 async def schedule(
     settings: Settings, temporal_env: WorkflowEnvironment, db_engine: AsyncEngine
 ) -> AsyncIterator[str]:
