@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import ledger
 from federation.audit import audit_entry
-from federation.db.models import Certificate, Grant, Peer, utcnow
+from federation.db.models import Certificate, Grant, Peer, utcnow, wire_time
 from federation.errors import FederationError, PeerMismatch
 from federation.pki.csr import CheckedCSR, check_csr
 
@@ -168,7 +168,7 @@ async def pin_renewal(session: AsyncSession, r: Renewed) -> datetime:
                 resource="federation_grant",
                 outcome="allowed",
                 status_code=200,
-                reason=f"replaces {r.old_serial}, accepted until {overlap_end.isoformat()}",
+                reason=f"replaces {r.old_serial}, accepted until {wire_time(overlap_end)}",
                 grant_id=r.grant_id,
                 peer_id=r.peer_id,
                 cert_serial=r.serial,
