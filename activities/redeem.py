@@ -89,7 +89,9 @@ class RedeemActivities:
     @domain_errors
     async def validate(self, arg: ValidateInput) -> Validated:
         async with self._sessions() as session:
-            v = await enrollment.validate_redeem(session, arg.token_hash, arg.csr_pem)
+            v = await enrollment.validate_redeem(
+                session, arg.token_hash, arg.csr_pem, run=run_ref()
+            )
         return Validated(
             grant_id=str(v.grant_id),
             peer_id=str(v.peer_id),
@@ -108,6 +110,7 @@ class RedeemActivities:
                 grant_id=uuid.UUID(arg.grant_id),
                 peer_id=uuid.UUID(arg.peer_id),
                 csr_fingerprint=arg.csr_fingerprint,
+                run=run_ref(),
             )
         log.info("token %s claimed", log_id(arg.token_hash))
 
@@ -150,7 +153,9 @@ class RedeemActivities:
                     issued_by=issued_by,
                 ),
             )
-            leftovers = await ledger.pending_revocations(session, issued_by=issued_by)
+            leftovers = await ledger.pending_revocations(
+                session, grant_id=uuid.UUID(arg.grant_id), issued_by=issued_by
+            )
         log.info("grant %s active with certificate %s", arg.grant_id, arg.serial)
         return Withdrawn(leftovers)
 

@@ -58,6 +58,8 @@ def dev_server_args(*, port: int, ui_port: int, db_file: Path | None) -> list[st
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
     args += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+    # An API with its worker in one process (`gateway dev`/`run`) starts runs eagerly.
+    args += ["--dynamic-config-value", "system.enableEagerWorkflowStart=true"]
     for attribute in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", attribute]
     return args

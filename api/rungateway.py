@@ -36,9 +36,10 @@ async def run_gateway(
     listener = federation_listener(settings, ca_from_settings(settings))
     configure_logging(settings.mosaic_log_format)
     raise_open_files_limit()
+    app = create_app(settings)
     servers = [
         build_server(
-            create_app(settings),
+            app,
             host=host,
             port=port,
             settings=settings,
@@ -60,7 +61,7 @@ async def run_gateway(
     if with_worker:
         from workflows.worker import run_worker
 
-        companions.append(run_worker(settings))
+        companions.append(run_worker(settings, share_client=app.state.gateway.share_worker_client))
     await serve_together(servers, companions)
 
 

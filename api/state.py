@@ -7,6 +7,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -15,6 +16,7 @@ from federation.ca.factory import ca_from_settings
 from federation.db.session import make_engine, make_sessionmaker, unreachable_reason
 from federation.identity import load_gateway_id, task_queue_for
 from federation.outbound import Channels
+from federation.remote_trust import ca_fingerprint
 from federation.remote_url import AddressPolicy
 from federation.sealing import Sealer
 from federation.settings import Settings
@@ -31,9 +33,12 @@ class Gateway:
     sealer: Sealer
     _temporal: Client | None = None
     _ca: CertificateAuthority | None = None
+    _ca_root: tuple[str, str] | None = None
     _gateway_id: uuid.UUID | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _channels: Channels | None = None
+    # The in-process worker's client (``gateway run``/``dev``): runs start on it, eagerly.
+    _worker_client: Client | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gateway:
@@ -52,6 +57,8 @@ class Gateway:
         connection itself does not need the database).
         """
         async with self._temporal_lock:
+            if self._worker_client is not None:
+                return self._worker_client
             if self._temporal is None:
                 self._temporal = await Client.connect(
                     self.settings.temporal_address,
@@ -59,6 +66,18 @@ class Gateway:
                     interceptors=[GatewayHeaders(self.gateway_id)],
                 )
             return self._temporal
+
+    def share_worker_client(self, client: Client) -> None:
+        """The worker running in this process hands over its client (stamped for this
+        gateway like ours): runs start on it with eager start, so the server answers the
+        start with the run's first workflow task for that worker, with no trip through the
+        task queue. A run the local worker cannot take then is dispatched as usual."""
+        self._worker_client = client
+
+    @property
+    def eager_start(self) -> bool:
+        """Whether a worker in this process takes the runs this API starts."""
+        return self._worker_client is not None
 
     async def gateway_id(self) -> uuid.UUID:
         """This gateway's identity, read (or created) once."""
@@ -86,6 +105,15 @@ class Gateway:
         if self._ca is None:
             self._ca = ca_from_settings(self.settings)
         return self._ca
+
+    def ca_root(self) -> tuple[str, str]:
+        """(PEM, SHA-256 fingerprint) of the root our CA issues peer certificates under,
+        worked out once: every redeem answer carries it."""
+        if self._ca_root is None:
+            root = self.ca().root_certificates()[0]
+            pem = root.public_bytes(serialization.Encoding.PEM).decode("ascii")
+            self._ca_root = (pem, ca_fingerprint(root))
+        return self._ca_root
 
     def channels(self) -> Channels:
         """The mTLS connection pools to remote listeners (one per peer), made on first use."""

@@ -59,8 +59,12 @@ async def start_or_attach(
     start: RunStart,
     *,
     wait_seconds: float,
+    eager: bool = False,
 ) -> RunOutcome[R]:
-    """Start ``run`` under ``start.id`` (or attach to the run already there) and wait for it."""
+    """Start ``run`` under ``start.id`` (or attach to the run already there) and wait for it.
+
+    ``eager``: a worker in this process, on ``temporal``'s connection, polls the run's
+    queue; the server may then answer the start with the first workflow task for it."""
     handle: WorkflowHandle[Any, R]
     closed_before = False
     started = True
@@ -77,6 +81,7 @@ async def start_or_attach(
             search_attributes=TypedSearchAttributes(list(start.search_attributes)),
             static_summary=start.summary,
             static_details=start.details,
+            request_eager_start=eager,
         )
     except WorkflowAlreadyStartedError as running_or_done:
         # Typed, so a finished run's result decodes to the run's own result class.

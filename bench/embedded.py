@@ -447,7 +447,7 @@ async def step_floor(stack: Embedded, tickets: Sequence[Ticket]) -> dict[str, li
         issued = await certs.sign(
             SignInput(ticket.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint)
         )
-        t = took("sign, built-in CA (regular activity)", t)
+        t = took("sign, built-in CA (local activity)", t)
         verified = await certs.verify(
             VerifyInput(
                 issued.cert_pem,

@@ -609,11 +609,11 @@ SEGMENTS = (
         "HTTP sent → workflow started (API: parse, dependencies, StartWorkflow)",
     ),
     ("wft1_queue", "workflow started → 1st workflow task picked up (matching)"),
-    ("wft1_run", "1st workflow task (validate + claim local activities, worker)"),
-    ("act_queue", "task completed → issue activity started (matching)"),
-    ("act_run", "issue activity (step-ca sign, worker)"),
-    ("wft2_queue", "activity completed → 2nd workflow task picked up (matching)"),
-    ("wft2_run", "2nd workflow task (verify + activate local activities, worker)"),
+    ("wft1_run", "1st workflow task (local activities: a redeem's 5 steps, bare's first 2)"),
+    ("act_queue", "task completed → activity started (matching; bare shape only)"),
+    ("act_run", "the regular activity (bare shape only)"),
+    ("wft2_queue", "activity completed → 2nd workflow task picked up (bare shape only)"),
+    ("wft2_run", "2nd workflow task (verify + activate local activities; bare shape only)"),
     ("wf_done_to_http", "workflow completed → HTTP response (result long-poll, API reply)"),
 )
 
@@ -657,17 +657,20 @@ async def breakdown(
             started = _ms(first[E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED][0])
             wft_started = [_ms(e) for e in first[E.EVENT_TYPE_WORKFLOW_TASK_STARTED]]
             wft_completed = [_ms(e) for e in first[E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]]
-            act_started = _ms(first[E.EVENT_TYPE_ACTIVITY_TASK_STARTED][0])
-            act_completed = _ms(first[E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED][0])
             done = _ms(first[E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED][0])
         except (KeyError, IndexError):
             continue
         samples["wft1_queue"].append(wft_started[0] - started)
         samples["wft1_run"].append(wft_completed[0] - wft_started[0])
-        samples["act_queue"].append(act_started - wft_completed[0])
-        samples["act_run"].append(act_completed - act_started)
-        samples["wft2_queue"].append(wft_started[-1] - act_completed)
-        samples["wft2_run"].append(wft_completed[-1] - wft_started[-1])
+        # A redeem is one workflow task; the bare shape has an activity and a second task.
+        activity_started = first.get(E.EVENT_TYPE_ACTIVITY_TASK_STARTED)
+        activity_completed = first.get(E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+        if activity_started and activity_completed and len(wft_started) > 1:
+            act_started, act_completed = _ms(activity_started[0]), _ms(activity_completed[0])
+            samples["act_queue"].append(act_started - wft_completed[0])
+            samples["act_run"].append(act_completed - act_started)
+            samples["wft2_queue"].append(wft_started[-1] - act_completed)
+            samples["wft2_run"].append(wft_completed[-1] - wft_started[-1])
         samples["wf_total"].append(done - started)
         if marks is not None and key in marks:
             sent_ns, received_ns = marks[key]
@@ -1207,9 +1210,10 @@ def print_report(
     for key, label in (*SEGMENTS, ("wf_total", "workflow started → completed")):
         seg = report["single_breakdown_ms"].get(key)
         bare_seg = report["bare_single_breakdown_ms"].get(key)
-        if seg:
+        ours = f"p50 {seg['p50']:>6.1f}  p95 {seg['p95']:>6.1f}" if seg else f"{'-':>23}"
+        if seg or bare_seg:
             bare_txt = f"   bare p50 {bare_seg['p50']:>6.1f}" if bare_seg else ""
-            print(f"  {label:<72} p50 {seg['p50']:>6.1f}  p95 {seg['p95']:>6.1f}{bare_txt}")
+            print(f"  {label[:72]:<72} {ours}{bare_txt}")
     print()
     print(
         "RSS after the burst (MiB, process + children; peak = VmHWM; postgres is the whole"

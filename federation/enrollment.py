@@ -11,13 +11,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import ledger
 from federation.audit import audit_entry
-from federation.db.models import EnrollmentToken, Grant, Peer, utcnow
+from federation.db.models import Certificate, EnrollmentToken, Grant, Peer, utcnow
 from federation.errors import (
     ActivationLost,
     EnrollmentInProgress,
@@ -55,14 +55,36 @@ class ValidatedRedeem:
 
 
 async def _load(session: AsyncSession, token_hash: str) -> tuple[EnrollmentToken, Grant, Peer]:
-    row = await session.get(EnrollmentToken, token_hash)
-    if row is None:
+    """The token with its grant and peer, in one statement."""
+    found = (
+        await session.execute(
+            select(EnrollmentToken, Grant, Peer)
+            .join(Grant, Grant.id == EnrollmentToken.grant_id)
+            .join(Peer, Peer.id == EnrollmentToken.peer_id)
+            .where(EnrollmentToken.token_hash == token_hash)
+        )
+    ).one_or_none()
+    if found is None:  # unknown; FKs make a token without grant or peer impossible
         raise TokenNotFound(TOKEN_NOT_VALID)
-    grant = await session.get(Grant, row.grant_id)
-    peer = await session.get(Peer, row.peer_id)
-    if grant is None or peer is None:  # FKs make this impossible; fail closed anyway
-        raise TokenNotFound(TOKEN_NOT_VALID)
+    row, grant, peer = found
     return row, grant, peer
+
+
+async def _activated_by(session: AsyncSession, row: EnrollmentToken, issued_by: str | None) -> bool:
+    """Whether run ``issued_by`` already activated the grant with this token: the
+    certificate pinned through the token is one that run had signed."""
+    if issued_by is None or row.cert_serial is None:
+        return False
+    return bool(
+        await session.scalar(
+            select(Certificate.serial).where(
+                Certificate.serial == row.cert_serial,
+                Certificate.grant_id == row.grant_id,
+                Certificate.issued_by == issued_by,
+                Certificate.state == "active",
+            )
+        )
+    )
 
 
 def _check_token_usable(row: EnrollmentToken, now: datetime) -> None:
@@ -84,28 +106,38 @@ async def describe_token(session: AsyncSession, token_hash: str) -> TokenView:
     return TokenView(grant.id, peer.id, grant.subject_user_id, peer.common_name, row.expires_at)
 
 
-async def validate_redeem(session: AsyncSession, token_hash: str, csr_pem: str) -> ValidatedRedeem:
+async def validate_redeem(
+    session: AsyncSession, token_hash: str, csr_pem: str, *, run: str | None = None
+) -> ValidatedRedeem:
     """Every check that needs no side effect, run before the token is claimed.
 
-    A claim this same CSR made and never finished (a worker died between the
-    claim and the end of its workflow task, so the step runs again) is resumed,
-    not refused: the repeated claim is then a no-op. A burnt token stays dead.
+    The run's steps all run in one workflow task, so a worker that dies before the task
+    completes has them run again, from here. A claim this same CSR made and never finished
+    is resumed, not refused: the repeated claim is then a no-op. The run ``run`` (the
+    ledger's ``issued_by``) that already activated the grant with this token is resumed
+    too, so its re-run ends with the certificate it pinned. A burnt token stays dead.
     """
     row, grant, peer = await _load(session, token_hash)
     now = utcnow()
-    resuming = row.used_at is not None and row.cert_serial is None and row.burnt_at is None
-    if not resuming:
+    finished = await _activated_by(session, row, run)
+    claimed = row.used_at is not None and row.cert_serial is None and row.burnt_at is None
+    if finished:
+        pass  # checked when it was claimed; the grant is active with its certificate
+    elif not claimed:
         _check_token_usable(row, now)
     elif row.expires_at <= now:
         raise TokenExpired(TOKEN_GONE, cause="token expired")
     if not peer.common_name:  # only a requesting-side row lacks one; never redeemable
         raise PeerMismatch("peer has no registered common name")
     csr = check_csr(csr_pem, expected_common_name=peer.common_name)
-    if resuming and row.csr_fingerprint != csr.fingerprint:
+    if (claimed or finished) and row.csr_fingerprint != csr.fingerprint:
         raise TokenUsed(TOKEN_GONE, cause="token claimed by another CSR")
     if row.peer_id != grant.peer_id:  # MED-3: the token is bound to the grant's peer
         raise PeerMismatch("token is not bound to this grant's peer")
-    if grant.status != "pending":
+    if finished:
+        if grant.status != "active" or grant.cert_serial != row.cert_serial:
+            raise GrantNotPending(f"grant is {grant.status}, not pending")
+    elif grant.status != "pending":
         raise GrantNotPending(f"grant is {grant.status}, not pending")
     if peer.state not in ("pending", "active"):
         raise PeerMismatch(f"peer is {peer.state}")
@@ -121,13 +153,15 @@ async def claim_token(
     grant_id: uuid.UUID,
     peer_id: uuid.UUID,
     csr_fingerprint: str,
+    run: str | None = None,
 ) -> None:
     """Claim the token and its grant atomically: exactly one caller wins either.
 
     The grant-level claim means a second token of the same grant, redeemed at the same
     time, is refused here, before any CA is called. Re-claiming with the same CSR is a
     no-op that refreshes the claim's time, so reconcile's grace period counts from the
-    last time a live run touched it, not from the first claim.
+    last time a live run touched it, not from the first claim. So is the claim re-run by
+    the run ``run`` that already activated the grant with this token.
     """
     now = utcnow()
     claimed = await session.execute(
@@ -169,6 +203,8 @@ async def claim_token(
         raise TokenNotFound(TOKEN_NOT_VALID)
     if row.peer_id != peer_id:
         raise PeerMismatch("token is not bound to this grant's peer")
+    if row.csr_fingerprint == csr_fingerprint and await _activated_by(session, row, run):
+        return
     _check_token_usable(row, now)
     raise TokenUsed(TOKEN_GONE, cause="claim lost")
 
@@ -269,6 +305,7 @@ async def activate(session: AsyncSession, a: Activation) -> None:
         await ledger.decide_revocation(
             session,
             reason="superfluous: another certificate of the same enrollment was activated",
+            grant_id=a.grant_id,
             issued_by=a.issued_by,
             keep_active=True,
         )
@@ -369,11 +406,17 @@ class TokenRef:
 
 async def lookup_token(session: AsyncSession, token_hash: str) -> TokenRef | None:
     """The grant and peer behind a token, or None when nobody knows it."""
-    row = await session.get(EnrollmentToken, token_hash)
-    if row is None:
+    found = (
+        await session.execute(
+            select(EnrollmentToken.grant_id, EnrollmentToken.peer_id, Peer.common_name)
+            .outerjoin(Peer, Peer.id == EnrollmentToken.peer_id)
+            .where(EnrollmentToken.token_hash == token_hash)
+        )
+    ).one_or_none()
+    if found is None:
         return None
-    peer = await session.get(Peer, row.peer_id)
-    return TokenRef(row.grant_id, row.peer_id, peer.common_name if peer else None)
+    grant_id, peer_id, common_name = found
+    return TokenRef(grant_id, peer_id, common_name)
 
 
 async def why_certificate_unusable(
@@ -382,11 +425,25 @@ async def why_certificate_unusable(
     """Why a finished redeem's certificate may no longer be handed out (the grant was
     revoked or expired, the certificate replaced or withdrawn), or None while the ledger
     still counts it as the grant's usable one."""
-    grant = await session.get(Grant, grant_id, populate_existing=True)
-    if grant is None:
+    found = (
+        await session.execute(
+            select(Grant.status, Certificate.serial)
+            .outerjoin(
+                Certificate,
+                and_(
+                    Certificate.grant_id == Grant.id,
+                    Certificate.serial == serial,
+                    ledger.usable_now(),
+                ),
+            )
+            .where(Grant.id == grant_id)
+        )
+    ).one_or_none()
+    if found is None:
         return "grant deleted"
-    if grant.status != "active":
-        return f"grant {grant.status}"
-    if serial not in await ledger.usable_serials(session, grant_id):
+    status, usable = found
+    if status != "active":
+        return f"grant {status}"
+    if usable is None:
         return "certificate replaced or revoked"
     return None

@@ -68,7 +68,23 @@ async def sign(
 ) -> IssuedCertificate:
     """Have the CA sign with a serial the ledger reserved first; the answer is on the books
     before this returns. Every call reserves a fresh serial (a retry after a lost reply
-    must not sign a second certificate under the first one's serial)."""
+    must not sign a second certificate under the first one's serial).
+
+    A run asks once: when ``issued_by`` already has a certificate on the books for this
+    grant and CSR, signed and not withdrawn, that one is the answer and the CA is not
+    called. That is the step re-run after a worker died before its result was recorded
+    (an enrollment signs inside its one workflow task), even after the run pinned it.
+    """
+    async with sessions() as session:
+        earlier = await signed_for_run(
+            session,
+            grant_id=grant_id,
+            issued_by=issued_by,
+            csr_fingerprint=csr_fingerprint,
+            purpose=purpose,
+        )
+    if earlier is not None:
+        return earlier
     reservation = Reservation(
         serial=serial_text(new_serial()),
         grant_id=grant_id,
@@ -83,6 +99,35 @@ async def sign(
     async with sessions() as session:
         serial = await record_issued(session, reservation, issued.cert_pem, issued.chain_pem)
     return replace(issued, serial=serial)
+
+
+async def signed_for_run(
+    session: AsyncSession,
+    *,
+    grant_id: uuid.UUID,
+    issued_by: str,
+    csr_fingerprint: str,
+    purpose: str,
+) -> IssuedCertificate | None:
+    """The certificate ``issued_by`` already had signed for this grant and CSR, if any is
+    still usable (``issued`` or pinned ``active``, never decided for revocation)."""
+    row = await session.scalar(
+        select(Certificate)
+        .where(
+            Certificate.grant_id == grant_id,
+            Certificate.issued_by == issued_by,
+            Certificate.csr_fingerprint == csr_fingerprint,
+            Certificate.purpose == purpose,
+            Certificate.state.in_(("issued", "active")),
+            Certificate.revoke_after.is_(None),
+            Certificate.cert_pem.is_not(None),
+        )
+        .order_by(Certificate.created_at.desc())
+        .limit(1)
+    )
+    if row is None or row.cert_pem is None:
+        return None
+    return IssuedCertificate(row.cert_pem, row.chain_pem or "", row.serial)
 
 
 async def reserve(
@@ -334,17 +379,18 @@ async def certificates_of_grant(session: AsyncSession, grant_id: uuid.UUID) -> l
 
 async def usable_serials(session: AsyncSession, grant_id: uuid.UUID) -> set[str]:
     """Serials of a grant that open anything right now: pinned, or superseded in overlap."""
-    now = utcnow()
     rows = await session.scalars(
-        select(Certificate.serial).where(
-            Certificate.grant_id == grant_id,
-            or_(
-                and_(Certificate.state == "active", Certificate.revoke_after.is_(None)),
-                and_(Certificate.state == "superseded", Certificate.revoke_after > now),
-            ),
-        )
+        select(Certificate.serial).where(Certificate.grant_id == grant_id, usable_now())
     )
     return set(rows)
+
+
+def usable_now() -> ColumnElement[bool]:
+    """A ledger row that opens anything right now: pinned, or superseded in its overlap."""
+    return or_(
+        and_(Certificate.state == "active", Certificate.revoke_after.is_(None)),
+        and_(Certificate.state == "superseded", Certificate.revoke_after > utcnow()),
+    )
 
 
 SUPERSEDED_REASON = "superseded by a renewal"

@@ -1,10 +1,11 @@
 """RedeemEnrollment: a remote peer's CSR + token → an activated grant and a client certificate.
 
-validate → claim token (and grant) → issue → verify → activate. Each compensation is
-registered before the step it undoes, together with the rule that decides whether it
-runs; on failure they run in reverse. All of them are database steps: the CA revocation
-of whatever this run had signed is handed to a RevokeCertificates run of its own, so
-neither a slow CA nor a refusing one holds up the token, the audit row or the answer.
+validate → claim token (and grant) → issue → verify → activate, all local activities, so
+a run is one workflow task. Each compensation is registered before the step it undoes,
+together with the rule that decides whether it runs; on failure they run in reverse. All
+of them are database steps: the CA revocation of whatever this run had signed is handed
+to a RevokeCertificates run of its own, so neither a slow CA nor a refusing one holds up
+the token, the audit row or the answer.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from federation.policy import REDEEM_FAILURE_POLICY, FailureRule, http_status_for, rule_for
 
+
+# workflow.patched id: the CA step runs as a local activity in the run's one workflow task.
+SIGN_LOCALLY = "sign-as-local-activity"
 
 
 @dataclass(frozen=True)
@@ -136,14 +140,9 @@ class RedeemEnrollment:
             withdraw = self._withdraw(arg.request_id)
             undo.append(Compensation("withdraw this run's certificates", _always, withdraw))
             self._at("issuing certificate", timeout_kind="CAUnavailable")
-            issued = await workflow.execute_activity_method(
-                CertificateActivities.sign,
-                SignInput(
-                    arg.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint
-                ),
-                start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=timedelta(seconds=arg.ca_retry_seconds),
-                retry_policy=CA_CALL,
+            issued = await self._sign(
+                SignInput(arg.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint),
+                timedelta(seconds=arg.ca_retry_seconds),
             )
 
             self._at("verifying certificate")
@@ -200,6 +199,30 @@ class RedeemEnrollment:
             subject_user_id=v.subject_user_id,
             peer_id=v.peer_id,
             csr_fingerprint=v.csr_fingerprint,
+        )
+
+    async def _sign(self, request: SignInput, budget: timedelta) -> Issued:
+        """The CA step, a local activity like the others: the whole run is one workflow
+        task (no activity task, no second workflow task). A worker that dies before the
+        task completes has the steps run again; the ledger answers a repeated sign with
+        the certificate this run already has, so the CA signs once.
+
+        Runs that started before this change scheduled it as a regular activity and
+        replay that way (``SIGN_LOCALLY``)."""
+        if workflow.patched(SIGN_LOCALLY):
+            return await workflow.execute_local_activity_method(
+                CertificateActivities.sign,
+                request,
+                start_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=budget,
+                retry_policy=CA_CALL,
+            )
+        return await workflow.execute_activity_method(
+            CertificateActivities.sign,
+            request,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=budget,
+            retry_policy=CA_CALL,
         )
 
     def _at(self, step: str, *, timeout_kind: str = "Unavailable") -> None:

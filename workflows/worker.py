@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -141,8 +141,15 @@ def _runtime(settings: Settings) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=metrics))
 
 
-async def run_worker(settings: Settings) -> None:
-    """Connect, build and run until cancelled."""
+async def run_worker(
+    settings: Settings, *, share_client: Callable[[Client], None] | None = None
+) -> None:
+    """Connect, build and run until cancelled.
+
+    ``share_client`` is handed the worker's client once the worker exists: an API in the
+    same process (``gateway run``/``dev``) starts its runs on it, so the server may hand
+    a run's first workflow task straight back to this worker (eager start).
+    """
     install_redaction()
     context_providers.append(_activity_context)
     ca = ca_from_settings(settings)  # a bad CA setting fails now, not once Temporal is up
@@ -187,6 +194,8 @@ async def run_worker(settings: Settings) -> None:
             schedule_id,
             settings.mosaic_reconcile_seconds,
         )
+        if share_client is not None:
+            share_client(client)
         await worker.run()
     finally:
         await engine.dispose()

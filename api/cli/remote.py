@@ -110,7 +110,6 @@ def federation_get(api: ApiClient, peer_id: str, resource: str, item_id: str) ->
     api.show(call_remote(api, peer_id, {"verb": "get", "resource": resource, "id": item_id}))
 
 
-
 @click.command(
     "renew",
     epilog=example(

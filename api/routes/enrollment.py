@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import Field
@@ -35,7 +34,6 @@ from federation.enrollment import TokenRef
 from federation.errors import FederationError, InvalidCSR, TokenNotFound
 from federation.pki.csr import check_csr
 from federation.policy import http_status_for
-from federation.remote_trust import ca_fingerprint
 from federation.runs import redeem_workflow_id
 from federation.tokens import hash_token, is_well_formed, log_id
 from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
@@ -88,8 +86,7 @@ class _Caller:
 
 def _our_ca(gateway: Gateway) -> tuple[str, str]:
     """(PEM, SHA-256 fingerprint) of the root our CA issues peer certificates under."""
-    root = gateway.ca().root_certificates()[0]
-    return root.public_bytes(serialization.Encoding.PEM).decode("ascii"), ca_fingerprint(root)
+    return gateway.ca_root()
 
 
 def _federation_url(gateway: Gateway) -> str | None:
@@ -258,6 +255,7 @@ async def _redeem(
             ),
         ),
         wait_seconds=settings.mosaic_enroll_wait_seconds,
+        eager=gateway.eager_start,
     )
     if outcome.still_running:
         log.info("redeem %s still running after the wait budget", log_id(token_hash))

@@ -116,6 +116,7 @@ async def revoke_grant(
         ),
         # The grant is revoked first; past the wait the CA part goes on in the run.
         wait_seconds=settings.mosaic_enroll_wait_seconds,
+        eager=gateway.eager_start,
     )
     if outcome.failure is not None:
         raise from_kind(outcome.failure.type or "Unavailable", outcome.failure.message)

@@ -286,6 +286,4 @@ class Note(_OwnedResource, Base):
 
 class Credential(_OwnedResource, Base):
     __tablename__ = "credentials"
-    __table_args__ = (
-        Index("ix_credentials_owner_keyset", "owner_user_id", "created_at", "id"),
-    )
+    __table_args__ = (Index("ix_credentials_owner_keyset", "owner_user_id", "created_at", "id"),)

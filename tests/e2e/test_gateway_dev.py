@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from tests.support.pki import make_csr
@@ -147,6 +148,14 @@ async def test_cli_walks_user_peer_grant_token_and_a_csr_enrolls_visible_in_temp
     client = await Client.connect(dev_gateway.temporal_address)
     runs = [w async for w in client.list_workflows(f"GrantId = '{grant['id']}'")]
     assert len(runs) == 1 and runs[0].id.startswith("enroll-")
+    # The API and the worker share one process and connection: the run started eagerly
+    # (its first workflow task came back with the start) and finished in that one task.
+    history = await client.get_workflow_handle(runs[0].id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.eager_execution_accepted
+    kinds = [event.event_type for event in history.events]
+    assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1, kinds
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
 
     log = (dev_gateway.data_dir.parent / "gateway.log").read_text()
     token = url.rsplit("/", 1)[-1]

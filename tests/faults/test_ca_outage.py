@@ -18,8 +18,6 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from federation.runs import redeem_workflow_id
@@ -28,30 +26,26 @@ from federation.tokens import hash_token
 from tests.support.factories import make_grant, make_token
 from tests.support.faults import Outcome, assert_redeem_invariants
 from tests.support.lanes import lane_with_ca
+from tests.support.ledger import ledger_rows
 from tests.support.pki import make_csr
 from tests.support.stepca import StepCAServer
 from workflows.redeem import RedeemEnrollment
 
 
-async def _wait_for_failed_issue_attempt(client: Client, workflow_id: str, within: float) -> int:
+async def _wait_for_failed_issue_attempt(engine: AsyncEngine, grant_id: str, within: float) -> int:
     """Block until the run's issue step has failed at least once against the dead CA.
 
-    Returns the attempt now pending (≥ 2): proof the outage hit the redeem mid-run.
+    Every attempt reserves a fresh serial in the ledger (``requested``) before it calls
+    the CA, and a refused call leaves it so; the issue step is a local activity, so the
+    ledger, not Temporal's pending activities, shows the attempts. Returns how many
+    attempts there were (≥ 2): proof the outage hit the redeem mid-run.
     """
-    handle = client.get_workflow_handle(workflow_id)
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
-            described = await handle.describe()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-        else:
-            for pending in described.raw_description.pending_activities:
-                if pending.activity_type.name == "certificates.sign" and (
-                    pending.attempt >= 2
-                ):
-                    return pending.attempt
+        rows = await ledger_rows(engine, grant_id)
+        attempts = [r for r in rows if r["state"] == "requested"]
+        if len(attempts) >= 2:
+            return len(attempts)
         await asyncio.sleep(0.05)
     raise AssertionError(f"issue never failed against the stopped CA within {within}s")
 
@@ -79,9 +73,7 @@ async def test_step_ca_killed_mid_redeem_and_back_within_the_retry_budget_is_200
                 stopped_at = time.monotonic()
                 # Back as soon as one CA call has failed: the retries (0.5 s, 1 s, …)
                 # stop once the next one would cross the 4 s deadline, i.e. after ~2 s.
-                attempt = await _wait_for_failed_issue_attempt(
-                    temporal_env.client, workflow_id, within=3
-                )
+                attempt = await _wait_for_failed_issue_attempt(db_engine, grant["id"], within=3)
             finally:
                 step_ca.start()
             downtime = time.monotonic() - stopped_at

@@ -54,6 +54,7 @@ from tests.support.faults import (
     worker_env,
 )
 from tests.support.identity import gateway_client
+from tests.support.ledger import ledger_rows
 from tests.support.pki import make_csr
 from tests.support.stepca import StepCAServer
 from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
@@ -202,6 +203,10 @@ async def test_worker_killed_at_a_saga_point_is_replaced_and_the_redeem_complete
     assert outcome.result is not None and outcome.result.grant_id == grant["id"]
     shown = (await lane.admin.get(f"/api/admin/federation/peers/{grant['peerId']}")).json()
     assert shown["state"] == "active" and shown["certSerial"] == outcome.result.serial
+    # The steps re-run after the crash, the CA step too: the ledger answers it with the
+    # certificate the run already had, so the CA signed exactly once.
+    rows = await ledger_rows(lane.engine, grant["id"])
+    assert [(r["serial"], r["state"]) for r in rows] == [(outcome.result.serial, "active")], rows
 
 
 async def test_worker_killed_after_recording_a_denial_leaves_exactly_one_denied_row(

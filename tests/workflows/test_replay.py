@@ -6,7 +6,9 @@ certificate revocation), recorded from real runs on the real parts. A workflow c
 that would break runs already in flight fails here, in CI.
 
 When a workflow changes on purpose (a new step, a new activity input), record them
-again and commit the new files with the change, saying why in the commit message:
+again and commit the new files with the change, saying why in the commit message. A change
+behind ``workflow.patched`` keeps the histories of the old shape in a subfolder, so the
+old branch stays replayed too (recording rewrites only the top level):
 
     MOSAIC_RECORD_HISTORIES=1 make test
 
@@ -17,6 +19,7 @@ workflow change that must not break running workflows behind ``workflow.patched`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -33,6 +36,10 @@ from workflows.identity import GatewayGuard
 from workflows.worker import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
+# Histories the SDK cannot replay (see test_sdk_replay_limit_…), kept out of HISTORIES.
+SDK_LIMITS = Path(__file__).parent / "sdk_limits"
+# Runs looked at per type and outcome, to find one the SDK can replay.
+CANDIDATES = 20
 RECORD = os.environ.get("MOSAIC_RECORD_HISTORIES") == "1"
 # What every fixture set must cover (outcomes of the redeem are checked separately).
 TYPES = {
@@ -63,7 +70,9 @@ async def _each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHisto
 
 def _fixtures() -> list[WorkflowHistory]:
     found = []
-    for path in sorted(HISTORIES.glob("*.json")):
+    # Subfolders keep the histories of earlier shapes that runs in flight may still have
+    # (``sign-as-activity/``: the redeem before its CA step became a local activity).
+    for path in sorted(HISTORIES.rglob("*.json")):
         recorded = json.loads(path.read_text())
         found.append(WorkflowHistory.from_json(recorded["workflowId"], recorded["history"]))
     return found
@@ -87,7 +96,7 @@ async def test_runs_of_this_session_replay(temporal_env: WorkflowEnvironment) ->
     """Every closed run of the session, one per type and outcome, replays on this code;
     with MOSAIC_RECORD_HISTORIES=1 they become the committed fixtures."""
     client = temporal_env.client
-    picked: dict[str, str] = {}
+    picked: dict[str, list[str]] = defaultdict(list)
     seen: dict[str, int] = defaultdict(int)
     running: dict[str, str] = {}
     async for execution in client.list_workflows():
@@ -98,25 +107,37 @@ async def test_runs_of_this_session_replay(temporal_env: WorkflowEnvironment) ->
         outcome = _outcome(execution.status, execution.search_attributes)
         key = f"{execution.workflow_type}--{outcome}"
         seen[key] += 1
-        picked.setdefault(key, ref)
+        if len(picked[key]) < CANDIDATES:
+            picked[key].append(ref)
     # A type that never closed in the session (PeerCertificate sleeps until its renewal
     # point) is covered by a run still open: its history so far replays just the same.
     closed_types = {key.split("--")[0] for key in picked}
     for workflow_type, ref in running.items():
         if workflow_type not in closed_types:
-            picked[f"{workflow_type}--running"] = ref
-    histories = {}
-    for key, ref in sorted(picked.items()):
-        workflow_id, run_id = ref.split("/", 1)
-        histories[key] = await client.get_workflow_handle(
-            workflow_id, run_id=run_id
-        ).fetch_history()
+            picked[f"{workflow_type}--running"] = [ref]
+    histories: dict[str, WorkflowHistory] = {}
+    sdk_limited: list[str] = []
+    for key, refs in sorted(picked.items()):
+        for ref in refs:
+            workflow_id, run_id = ref.split("/", 1)
+            history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            if _local_activity_timed_out(history):
+                sdk_limited.append(f"{key} {ref}")  # see test_sdk_replay_limit below
+                continue
+            histories[key] = history
+            break
     assert histories, "the session ran no workflow to replay"
     results = await _replayer().replay_workflows(
         _each(list(histories.values())), raise_on_replay_failure=False
     )
+    # Only the SDK's known limit may be left out, and never a whole workflow type.
+    assert {key.split("--")[0] for key in picked} <= {k.split("--")[0] for k in histories}, (
+        sdk_limited
+    )
+    which = {h.run_id: key for key, h in histories.items()}
     assert not results.replay_failures, {
-        run_id: repr(error) for run_id, error in results.replay_failures.items()
+        f"{which.get(run_id)} {run_id}": repr(error)[:2000]
+        for run_id, error in results.replay_failures.items()
     }
     if RECORD:
         for stale in HISTORIES.glob("*.json"):
@@ -130,6 +151,41 @@ async def test_runs_of_this_session_replay(temporal_env: WorkflowEnvironment) ->
                 )
                 + "\n"
             )
+
+
+async def test_sdk_replay_limit_a_local_activity_timeout_still_does_not_replay() -> None:
+    """temporalio 1.35 cannot replay a history in which a local activity failed by its
+    start-to-close timeout and the workflow went on with another local activity: the
+    replay waits forever (a real run of ``test_verify_that_times_out_…`` recorded the
+    fixture; it hangs on the code before the one-task redeem too). The session test above
+    leaves such runs out, and this test says so for as long as it is true: once an SDK
+    upgrade replays it, it fails, and the exception above should go.
+
+    In production the run itself completes (its worker keeps it cached); only a worker
+    losing it in the seconds after such a timeout leaves it to reconcile."""
+    path = SDK_LIMITS / "RedeemEnrollment--local-activity-timed-out.json"
+    recorded = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(recorded["workflowId"], recorded["history"])
+    assert _local_activity_timed_out(history)
+    replay = asyncio.ensure_future(_replayer().replay_workflow(history))
+    done, _ = await asyncio.wait([replay], timeout=5)
+    if done:
+        replay.result()  # raises on a plain replay failure
+        pytest.fail("the SDK replays a local-activity timeout now: drop the exception above")
+    replay.cancel()
+
+
+def _local_activity_timed_out(history: WorkflowHistory) -> bool:
+    """Whether a local activity of the run failed by its start-to-close timeout."""
+    for event in history.events:
+        if not event.HasField("marker_recorded_event_attributes"):
+            continue
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name == "core_local_activity" and marker.failure.HasField(
+            "timeout_failure_info"
+        ):
+            return True
+    return False
 
 
 def _outcome(status: WorkflowExecutionStatus | None, attributes: object) -> str:
