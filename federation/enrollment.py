@@ -121,12 +121,11 @@ async def validate_redeem(
     now = utcnow()
     finished = await _activated_by(session, row, run)
     claimed = row.used_at is not None and row.cert_serial is None and row.burnt_at is None
-    if finished:
-        pass  # checked when it was claimed; the grant is active with its certificate
-    elif not claimed:
-        _check_token_usable(row, now)
-    elif row.expires_at <= now:
-        raise TokenExpired(TOKEN_GONE, cause="token expired")
+    if not finished:  # a finished run's token was checked when the run claimed it
+        if not claimed:
+            _check_token_usable(row, now)
+        elif row.expires_at <= now:
+            raise TokenExpired(TOKEN_GONE, cause="token expired")
     if not peer.common_name:  # only a requesting-side row lacks one; never redeemable
         raise PeerMismatch("peer has no registered common name")
     csr = check_csr(csr_pem, expected_common_name=peer.common_name)

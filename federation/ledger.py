@@ -377,14 +377,6 @@ async def certificates_of_grant(session: AsyncSession, grant_id: uuid.UUID) -> l
     return list(rows)
 
 
-async def usable_serials(session: AsyncSession, grant_id: uuid.UUID) -> set[str]:
-    """Serials of a grant that open anything right now: pinned, or superseded in overlap."""
-    rows = await session.scalars(
-        select(Certificate.serial).where(Certificate.grant_id == grant_id, usable_now())
-    )
-    return set(rows)
-
-
 def usable_now() -> ColumnElement[bool]:
     """A ledger row that opens anything right now: pinned, or superseded in its overlap."""
     return or_(
