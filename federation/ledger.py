@@ -75,16 +75,6 @@ async def sign(
     called. That is the step re-run after a worker died before its result was recorded
     (an enrollment signs inside its one workflow task), even after the run pinned it.
     """
-    async with sessions() as session:
-        earlier = await signed_for_run(
-            session,
-            grant_id=grant_id,
-            issued_by=issued_by,
-            csr_fingerprint=csr_fingerprint,
-            purpose=purpose,
-        )
-    if earlier is not None:
-        return earlier
     reservation = Reservation(
         serial=serial_text(new_serial()),
         grant_id=grant_id,
@@ -94,6 +84,15 @@ async def sign(
         issued_by=issued_by,
     )
     async with sessions() as session:
+        earlier = await signed_for_run(
+            session,
+            grant_id=grant_id,
+            issued_by=issued_by,
+            csr_fingerprint=csr_fingerprint,
+            purpose=purpose,
+        )
+        if earlier is not None:
+            return earlier
         await reserve(session, reservation, grant_states=grant_states)
     issued = await ca.issue(replace(request, serial=int(reservation.serial, 16)))
     async with sessions() as session:
