@@ -209,15 +209,12 @@ class RedeemEnrollment:
 
         Runs that started before this change scheduled it as a regular activity and
         replay that way (``SIGN_LOCALLY``)."""
-        if workflow.patched(SIGN_LOCALLY):
-            return await workflow.execute_local_activity_method(
-                CertificateActivities.sign,
-                request,
-                start_to_close_timeout=timedelta(seconds=10),
-                schedule_to_close_timeout=budget,
-                retry_policy=CA_CALL,
-            )
-        return await workflow.execute_activity_method(
+        execute = (
+            workflow.execute_local_activity_method
+            if workflow.patched(SIGN_LOCALLY)
+            else workflow.execute_activity_method
+        )
+        return await execute(
             CertificateActivities.sign,
             request,
             start_to_close_timeout=timedelta(seconds=10),

@@ -84,11 +84,6 @@ class _Caller:
     address: str
 
 
-def _our_ca(gateway: Gateway) -> tuple[str, str]:
-    """(PEM, SHA-256 fingerprint) of the root our CA issues peer certificates under."""
-    return gateway.ca_root()
-
-
 def _federation_url(gateway: Gateway) -> str | None:
     return gateway.settings.federation_url
 
@@ -185,7 +180,7 @@ async def preflight(
         grant_id=str(view.grant_id),
         subject_user_id=str(view.subject_user_id),
         expires_at=view.expires_at,
-        ca_fingerprint=_our_ca(gateway)[1],
+        ca_fingerprint=gateway.ca_root()[1],
         federation_url=_federation_url(gateway),
     )
 
@@ -324,6 +319,6 @@ async def _certificate(
         subject_user_id=result.subject_user_id,
         cert_serial=result.serial,
         cert_not_after=result.not_after,
-        ca_cert_pem=_our_ca(gateway)[0],
+        ca_cert_pem=gateway.ca_root()[0],
         federation_url=_federation_url(gateway),
     )
