@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from fastapi import APIRouter, Response
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -36,7 +36,7 @@ from federation.remote_url import AddressPolicy, parse_enrollment_url, parse_fed
 from federation.runs import peer_add_workflow_id, peer_certificate_workflow_id
 from federation.sealing import SealedBlobError
 from workflows.common import PEER_ID
-from workflows.peer_add import PeerAdd, PeerAddInput, PeerAddStatus
+from workflows.peer_add import PeerAdd, PeerAddInput, PeerAddResult, PeerAddStatus
 from workflows.peer_certificate import (
     LifecycleStatus,
     PeerCertificate,
@@ -102,7 +102,7 @@ async def get_peer(
 async def _lifecycle_status(gateway: Gateway, peer_id: uuid.UUID) -> PeerLifecycle | None:
     try:
         client: Client = await gateway.temporal()
-        handle = client.get_workflow_handle_for(
+        handle: WorkflowHandle[PeerCertificate, LifecycleStatus] = client.get_workflow_handle_for(
             PeerCertificate.run, peer_certificate_workflow_id(str(peer_id))
         )
         status: LifecycleStatus = await handle.query(PeerCertificate.status)
@@ -114,7 +114,9 @@ async def _lifecycle_status(gateway: Gateway, peer_id: uuid.UUID) -> PeerLifecyc
 async def _peer_add_status(gateway: Gateway, peer_id: uuid.UUID) -> PeerWorkflow | None:
     try:
         client: Client = await gateway.temporal()
-        handle = client.get_workflow_handle_for(PeerAdd.run, peer_add_workflow_id(str(peer_id)))
+        handle: WorkflowHandle[PeerAdd, PeerAddResult] = client.get_workflow_handle_for(
+            PeerAdd.run, peer_add_workflow_id(str(peer_id))
+        )
         status: PeerAddStatus = await handle.query(PeerAdd.status)
     except (RPCError, OSError, RuntimeError):
         return None  # no run (manual path) or Temporal unreachable: the row still answers

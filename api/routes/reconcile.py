@@ -3,7 +3,12 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, HTTPException
-from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleHandle
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleHandle,
+    WorkflowHandle,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AdminDep, GatewayDep, TemporalDep
@@ -41,8 +46,10 @@ async def reconcile_now(gateway: GatewayDep, temporal: TemporalDep, _: AdminDep)
         fresh = [run for run in await _started_runs(handle) if run not in seen]
         if fresh:
             workflow_id, run_id = fresh[-1]
-            run = temporal.get_workflow_handle_for(
-                ReconcileEnrollments.run, workflow_id, run_id=run_id
+            run: WorkflowHandle[ReconcileEnrollments, ReconcileReport] = (
+                temporal.get_workflow_handle_for(
+                    ReconcileEnrollments.run, workflow_id, run_id=run_id
+                )
             )
             try:
                 report: ReconcileReport = await asyncio.wait_for(run.result(), RUN_WAIT_SECONDS)

@@ -8,6 +8,7 @@ import uuid
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
@@ -19,7 +20,12 @@ from federation.errors import Conflict, InvalidInput
 from federation.outbound import call_as_peer
 from federation.peer_lifecycle import RENEWABLE
 from federation.runs import peer_certificate_workflow_id
-from workflows.peer_certificate import PeerCertificate, PeerCertificateInput, lifecycle_start
+from workflows.peer_certificate import (
+    LifecycleStatus,
+    PeerCertificate,
+    PeerCertificateInput,
+    lifecycle_start,
+)
 
 router = APIRouter(prefix="/api/admin/federation/peers", tags=["peers"])
 
@@ -124,7 +130,7 @@ async def _stop_lifecycle(gateway: Gateway, peer_id: uuid.UUID, reason: str) -> 
     """A revoked peer's lifecycle run ends now (best effort: it also ends on its own)."""
     try:
         client = await gateway.temporal()
-        handle = client.get_workflow_handle_for(
+        handle: WorkflowHandle[PeerCertificate, LifecycleStatus] = client.get_workflow_handle_for(
             PeerCertificate.run, peer_certificate_workflow_id(str(peer_id))
         )
         await handle.signal(PeerCertificate.stop, reason)
