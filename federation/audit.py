@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,6 +54,16 @@ def audit_entry(
         idempotency_key=idempotency_key,
         client_address=client_address and client_address[:_ADDRESS_CHARS],
     )
+
+
+def row_values(entry: AuditEntry) -> dict[str, Any]:
+    """The columns set on an audit row not yet added to a session, for a Core insert on
+    the table (the column defaults fill the rest)."""
+    return {
+        column.key: entry.__dict__[column.key]
+        for column in AuditEntry.__table__.columns
+        if column.key in entry.__dict__
+    }
 
 
 def anonymous_denial_key(verb: str, client_address: str, at: datetime) -> str:

@@ -3,6 +3,11 @@
 Each function is one idempotent step; the Temporal activities wrap them. The
 order and the compensations live in the workflow, the failure policy in
 ``federation.policy``.
+
+The statements every redeem runs are built once, at import, on the tables (SQLAlchemy
+Core) with bound parameters: an ORM statement built per call costs the client two to
+three times the CPU (docs/benchmarks.md, "Statements built once"). The rare paths (a
+lost race, a compensation) keep the ORM.
 """
 
 from __future__ import annotations
@@ -11,13 +16,22 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import BindParameter, String, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation import ledger
-from federation.audit import audit_entry
-from federation.db.models import Certificate, EnrollmentToken, Grant, Peer, utcnow
+from federation.audit import audit_entry, row_values
+from federation.db.models import (
+    AuditEntry,
+    Certificate,
+    EnrollmentToken,
+    Grant,
+    Peer,
+    UTCDateTime,
+    table_of,
+    utcnow,
+)
 from federation.errors import (
     ActivationLost,
     EnrollmentInProgress,
@@ -54,40 +68,95 @@ class ValidatedRedeem:
     csr: CheckedCSR
 
 
-async def _load(session: AsyncSession, token_hash: str) -> tuple[EnrollmentToken, Grant, Peer]:
+# Bound parameters are never named after a column of the table an UPDATE writes:
+# SQLAlchemy would add such a key to its SET clause.
+_TOKENS = table_of(EnrollmentToken)
+_GRANTS = table_of(Grant)
+_PEERS = table_of(Peer)
+_CERTIFICATES = table_of(Certificate)
+_UUID = _GRANTS.c.id.type
+
+
+def _now() -> BindParameter[datetime]:
+    return bindparam("now", type_=UTCDateTime())
+
+
+@dataclass(frozen=True)
+class _TokenState:
+    """A token with what redeeming it depends on of its grant and peer (one read)."""
+
+    token_hash: str
+    grant_id: uuid.UUID
+    peer_id: uuid.UUID
+    expires_at: datetime
+    used_at: datetime | None
+    csr_fingerprint: str | None
+    cert_serial: str | None
+    burnt_at: datetime | None
+    grant_status: str
+    grant_peer_id: uuid.UUID
+    subject_user_id: uuid.UUID
+    grant_cert_serial: str | None
+    enrolling_token_hash: str | None
+    common_name: str | None
+    peer_state: str
+
+
+_LOAD = (
+    select(
+        _TOKENS.c.token_hash,
+        _TOKENS.c.grant_id,
+        _TOKENS.c.peer_id,
+        _TOKENS.c.expires_at,
+        _TOKENS.c.used_at,
+        _TOKENS.c.csr_fingerprint,
+        _TOKENS.c.cert_serial,
+        _TOKENS.c.burnt_at,
+        _GRANTS.c.status.label("grant_status"),
+        _GRANTS.c.peer_id.label("grant_peer_id"),
+        _GRANTS.c.subject_user_id,
+        _GRANTS.c.cert_serial.label("grant_cert_serial"),
+        _GRANTS.c.enrolling_token_hash,
+        _PEERS.c.common_name,
+        _PEERS.c.state.label("peer_state"),
+    )
+    .join_from(_TOKENS, _GRANTS, _GRANTS.c.id == _TOKENS.c.grant_id)
+    .join(_PEERS, _PEERS.c.id == _TOKENS.c.peer_id)
+    .where(_TOKENS.c.token_hash == bindparam("hash", type_=String))
+)
+
+
+async def _load(session: AsyncSession, token_hash: str) -> _TokenState:
     """The token with its grant and peer, in one statement."""
-    found = (
-        await session.execute(
-            select(EnrollmentToken, Grant, Peer)
-            .join(Grant, Grant.id == EnrollmentToken.grant_id)
-            .join(Peer, Peer.id == EnrollmentToken.peer_id)
-            .where(EnrollmentToken.token_hash == token_hash)
-        )
-    ).one_or_none()
+    found = (await session.execute(_LOAD, {"hash": token_hash})).one_or_none()
     if found is None:  # unknown; FKs make a token without grant or peer impossible
         raise TokenNotFound(TOKEN_NOT_VALID)
-    row, grant, peer = found
-    return row, grant, peer
+    return _TokenState(**found._mapping)
 
 
-async def _activated_by(session: AsyncSession, row: EnrollmentToken, issued_by: str | None) -> bool:
+_ACTIVATED_BY = select(_CERTIFICATES.c.serial).where(
+    _CERTIFICATES.c.serial == bindparam("serial", type_=String),
+    _CERTIFICATES.c.grant_id == bindparam("grant", type_=_UUID),
+    _CERTIFICATES.c.issued_by == bindparam("run", type_=String),
+    _CERTIFICATES.c.state == "active",
+)
+
+
+async def _activated_by(
+    session: AsyncSession, token: _TokenState | EnrollmentToken, issued_by: str | None
+) -> bool:
     """Whether run ``issued_by`` already activated the grant with this token: the
     certificate pinned through the token is one that run had signed."""
-    if issued_by is None or row.cert_serial is None:
+    if issued_by is None or token.cert_serial is None:
         return False
-    return bool(
-        await session.scalar(
-            select(Certificate.serial).where(
-                Certificate.serial == row.cert_serial,
-                Certificate.grant_id == row.grant_id,
-                Certificate.issued_by == issued_by,
-                Certificate.state == "active",
-            )
-        )
+    found = await session.scalar(
+        _ACTIVATED_BY,
+        {"serial": token.cert_serial, "grant": token.grant_id, "run": issued_by},
     )
+    return found is not None
 
 
-def _check_token_usable(row: EnrollmentToken, now: datetime) -> None:
+def _check_token_usable(row: _TokenState | EnrollmentToken, now: datetime) -> None:
     # Same generic body for used and expired: it does not tell an attacker which.
     if row.used_at is not None:
         raise TokenUsed(TOKEN_GONE, cause="token already claimed")
@@ -97,13 +166,13 @@ def _check_token_usable(row: EnrollmentToken, now: datetime) -> None:
 
 async def describe_token(session: AsyncSession, token_hash: str) -> TokenView:
     """Preflight: what the token is for, without consuming it (404/410 like redeem)."""
-    row, grant, peer = await _load(session, token_hash)
-    _check_token_usable(row, utcnow())
-    if not peer.common_name:
+    t = await _load(session, token_hash)
+    _check_token_usable(t, utcnow())
+    if not t.common_name:
         raise PeerMismatch("peer has no registered common name")
-    if grant.status != "pending":
-        raise GrantNotPending(f"grant is {grant.status}, not pending")
-    return TokenView(grant.id, peer.id, grant.subject_user_id, peer.common_name, row.expires_at)
+    if t.grant_status != "pending":
+        raise GrantNotPending(f"grant is {t.grant_status}, not pending")
+    return TokenView(t.grant_id, t.peer_id, t.subject_user_id, t.common_name, t.expires_at)
 
 
 async def validate_redeem(
@@ -117,32 +186,62 @@ async def validate_redeem(
     ledger's ``issued_by``) that already activated the grant with this token is resumed
     too, so its re-run ends with the certificate it pinned. A burnt token stays dead.
     """
-    row, grant, peer = await _load(session, token_hash)
+    t = await _load(session, token_hash)
     now = utcnow()
-    finished = await _activated_by(session, row, run)
-    claimed = row.used_at is not None and row.cert_serial is None and row.burnt_at is None
+    finished = await _activated_by(session, t, run)
+    claimed = t.used_at is not None and t.cert_serial is None and t.burnt_at is None
     if not finished:  # a finished run's token was checked when the run claimed it
         if not claimed:
-            _check_token_usable(row, now)
-        elif row.expires_at <= now:
+            _check_token_usable(t, now)
+        elif t.expires_at <= now:
             raise TokenExpired(TOKEN_GONE, cause="token expired")
-    if not peer.common_name:  # only a requesting-side row lacks one; never redeemable
+    if not t.common_name:  # only a requesting-side row lacks one; never redeemable
         raise PeerMismatch("peer has no registered common name")
-    csr = check_csr(csr_pem, expected_common_name=peer.common_name)
-    if (claimed or finished) and row.csr_fingerprint != csr.fingerprint:
+    csr = check_csr(csr_pem, expected_common_name=t.common_name)
+    if (claimed or finished) and t.csr_fingerprint != csr.fingerprint:
         raise TokenUsed(TOKEN_GONE, cause="token claimed by another CSR")
-    if row.peer_id != grant.peer_id:  # MED-3: the token is bound to the grant's peer
+    if t.peer_id != t.grant_peer_id:  # MED-3: the token is bound to the grant's peer
         raise PeerMismatch("token is not bound to this grant's peer")
     if finished:
-        if grant.status != "active" or grant.cert_serial != row.cert_serial:
-            raise GrantNotPending(f"grant is {grant.status}, not pending")
-    elif grant.status != "pending":
-        raise GrantNotPending(f"grant is {grant.status}, not pending")
-    if peer.state not in ("pending", "active"):
-        raise PeerMismatch(f"peer is {peer.state}")
-    if grant.enrolling_token_hash not in (None, token_hash):
+        if t.grant_status != "active" or t.grant_cert_serial != t.cert_serial:
+            raise GrantNotPending(f"grant is {t.grant_status}, not pending")
+    elif t.grant_status != "pending":
+        raise GrantNotPending(f"grant is {t.grant_status}, not pending")
+    if t.peer_state not in ("pending", "active"):
+        raise PeerMismatch(f"peer is {t.peer_state}")
+    if t.enrolling_token_hash not in (None, token_hash):
         raise EnrollmentInProgress(GRANT_BUSY, cause="grant claimed by another token")
-    return ValidatedRedeem(grant.id, peer.id, grant.subject_user_id, csr)
+    return ValidatedRedeem(t.grant_id, t.peer_id, t.subject_user_id, csr)
+
+
+# The token, then its grant: the two halves of one claim.
+_CLAIM_TOKEN = (
+    update(_TOKENS)
+    .where(
+        _TOKENS.c.token_hash == bindparam("hash", type_=String),
+        _TOKENS.c.expires_at > _now(),
+        _TOKENS.c.peer_id == bindparam("peer", type_=_UUID),
+        _TOKENS.c.cert_serial.is_(None),
+        _TOKENS.c.burnt_at.is_(None),
+        or_(
+            _TOKENS.c.used_at.is_(None),
+            _TOKENS.c.csr_fingerprint == bindparam("csr", type_=String),
+        ),
+    )
+    .values(used_at=_now(), csr_fingerprint=bindparam("csr", type_=String))
+)
+_CLAIM_GRANT = (
+    update(_GRANTS)
+    .where(
+        _GRANTS.c.id == bindparam("grant", type_=_UUID),
+        _GRANTS.c.status == "pending",
+        or_(
+            _GRANTS.c.enrolling_token_hash.is_(None),
+            _GRANTS.c.enrolling_token_hash == bindparam("hash", type_=String),
+        ),
+    )
+    .values(enrolling_token_hash=bindparam("hash", type_=String), updated_at=_now())
+)
 
 
 async def claim_token(
@@ -164,29 +263,11 @@ async def claim_token(
     """
     now = utcnow()
     claimed = await session.execute(
-        update(EnrollmentToken)
-        .where(
-            EnrollmentToken.token_hash == token_hash,
-            EnrollmentToken.expires_at > now,
-            EnrollmentToken.peer_id == peer_id,
-            EnrollmentToken.cert_serial.is_(None),
-            EnrollmentToken.burnt_at.is_(None),
-            or_(
-                EnrollmentToken.used_at.is_(None),
-                EnrollmentToken.csr_fingerprint == csr_fingerprint,
-            ),
-        )
-        .values(used_at=now, csr_fingerprint=csr_fingerprint)
+        _CLAIM_TOKEN, {"hash": token_hash, "peer": peer_id, "csr": csr_fingerprint, "now": now}
     )
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
         held = await session.execute(
-            update(Grant)
-            .where(
-                Grant.id == grant_id,
-                Grant.status == "pending",
-                or_(Grant.enrolling_token_hash.is_(None), Grant.enrolling_token_hash == token_hash),
-            )
-            .values(enrolling_token_hash=token_hash, updated_at=now)
+            _CLAIM_GRANT, {"grant": grant_id, "hash": token_hash, "now": now}
         )
         if held.rowcount == 1:  # type: ignore[attr-defined]
             await session.commit()
@@ -272,6 +353,46 @@ class Activation:
     issued_by: str
 
 
+_ACTIVATE_GRANT = (
+    update(_GRANTS)
+    .where(_GRANTS.c.id == bindparam("grant", type_=_UUID), _GRANTS.c.status == "pending")
+    .values(
+        status="active",
+        activated_at=_now(),
+        cert_serial=bindparam("serial", type_=String),
+        cert_not_after=bindparam("not_after", type_=UTCDateTime()),
+        enrolling_token_hash=None,
+        updated_at=_now(),
+    )
+)
+_ACTIVE_SERIAL = select(_GRANTS.c.cert_serial).where(
+    _GRANTS.c.id == bindparam("grant", type_=_UUID), _GRANTS.c.status == "active"
+)
+_ACTIVATE_PEER = (
+    update(_PEERS)
+    .where(
+        _PEERS.c.id == bindparam("peer", type_=_UUID),
+        _PEERS.c.state.in_(("pending", "active")),
+    )
+    .values(
+        state="active",
+        cert_pem=bindparam("pem", type_=String),
+        cert_serial=bindparam("serial", type_=String),
+        cert_not_after=bindparam("not_after", type_=UTCDateTime()),
+        cert_fingerprint=bindparam("fingerprint", type_=String),
+        failure_reason=None,
+        updated_at=_now(),
+    )
+)
+_TOKEN_USED_FOR = (
+    update(_TOKENS)
+    .where(_TOKENS.c.token_hash == bindparam("hash", type_=String))
+    .values(cert_serial=bindparam("serial", type_=String))
+)
+_AUDIT = insert(table_of(AuditEntry))
+SUPERFLUOUS = "superfluous: another certificate of the same enrollment was activated"
+
+
 async def activate(session: AsyncSession, a: Activation) -> None:
     """Grant and peer to ``active`` with the allowed audit row, in one transaction (CRIT-2).
 
@@ -279,23 +400,11 @@ async def activate(session: AsyncSession, a: Activation) -> None:
     already active with this serial and succeeds.
     """
     now = utcnow()
+    cert = {"serial": a.cert_serial, "not_after": a.cert_not_after, "now": now}
     async with session.begin():
-        granted = await session.execute(
-            update(Grant)
-            .where(Grant.id == a.grant_id, Grant.status == "pending")
-            .values(
-                status="active",
-                activated_at=now,
-                cert_serial=a.cert_serial,
-                cert_not_after=a.cert_not_after,
-                enrolling_token_hash=None,
-                updated_at=now,
-            )
-        )
+        granted = await session.execute(_ACTIVATE_GRANT, {**cert, "grant": a.grant_id})
         if granted.rowcount != 1:  # type: ignore[attr-defined]
-            current = await session.scalar(
-                select(Grant.cert_serial).where(Grant.id == a.grant_id, Grant.status == "active")
-            )
+            current = await session.scalar(_ACTIVE_SERIAL, {"grant": a.grant_id})
             if current == a.cert_serial:
                 return
             raise ActivationLost("grant is no longer pending")
@@ -303,43 +412,33 @@ async def activate(session: AsyncSession, a: Activation) -> None:
             raise ActivationLost("certificate was withdrawn before activation")
         await ledger.decide_revocation(
             session,
-            reason="superfluous: another certificate of the same enrollment was activated",
+            reason=SUPERFLUOUS,
             grant_id=a.grant_id,
             issued_by=a.issued_by,
             keep_active=True,
         )
         peered = await session.execute(
-            update(Peer)
-            .where(Peer.id == a.peer_id, Peer.state.in_(("pending", "active")))
-            .values(
-                state="active",
-                cert_pem=a.cert_pem,
-                cert_serial=a.cert_serial,
-                cert_not_after=a.cert_not_after,
-                cert_fingerprint=a.cert_fingerprint,
-                failure_reason=None,
-                updated_at=now,
-            )
+            _ACTIVATE_PEER,
+            {**cert, "peer": a.peer_id, "pem": a.cert_pem, "fingerprint": a.cert_fingerprint},
         )
         if peered.rowcount != 1:  # type: ignore[attr-defined]
             raise ActivationLost("peer is no longer pending or active")
+        await session.execute(_TOKEN_USED_FOR, {"hash": a.token_hash, "serial": a.cert_serial})
         await session.execute(
-            update(EnrollmentToken)
-            .where(EnrollmentToken.token_hash == a.token_hash)
-            .values(cert_serial=a.cert_serial)
-        )
-        session.add(
-            audit_entry(
-                request_id=a.request_id,
-                actor=f"peer:{a.peer_id}",
-                verb="enrollment.redeem",
-                resource="federation_grant",
-                outcome="allowed",
-                status_code=200,
-                grant_id=a.grant_id,
-                peer_id=a.peer_id,
-                cert_serial=a.cert_serial,
-            )
+            _AUDIT,
+            row_values(
+                audit_entry(
+                    request_id=a.request_id,
+                    actor=f"peer:{a.peer_id}",
+                    verb="enrollment.redeem",
+                    resource="federation_grant",
+                    outcome="allowed",
+                    status_code=200,
+                    grant_id=a.grant_id,
+                    peer_id=a.peer_id,
+                    cert_serial=a.cert_serial,
+                )
+            ),
         )
 
 
@@ -403,19 +502,35 @@ class TokenRef:
     peer_common_name: str | None
 
 
+_LOOKUP = (
+    select(_TOKENS.c.grant_id, _TOKENS.c.peer_id, _PEERS.c.common_name)
+    .outerjoin_from(_TOKENS, _PEERS, _PEERS.c.id == _TOKENS.c.peer_id)
+    .where(_TOKENS.c.token_hash == bindparam("hash", type_=String))
+)
+
+
 async def lookup_token(session: AsyncSession, token_hash: str) -> TokenRef | None:
     """The grant and peer behind a token, or None when nobody knows it."""
-    found = (
-        await session.execute(
-            select(EnrollmentToken.grant_id, EnrollmentToken.peer_id, Peer.common_name)
-            .outerjoin(Peer, Peer.id == EnrollmentToken.peer_id)
-            .where(EnrollmentToken.token_hash == token_hash)
-        )
-    ).one_or_none()
+    found = (await session.execute(_LOOKUP, {"hash": token_hash})).one_or_none()
     if found is None:
         return None
     grant_id, peer_id, common_name = found
     return TokenRef(grant_id, peer_id, common_name)
+
+
+_USABLE = (
+    select(_GRANTS.c.status, _CERTIFICATES.c.serial)
+    .outerjoin_from(
+        _GRANTS,
+        _CERTIFICATES,
+        and_(
+            _CERTIFICATES.c.grant_id == _GRANTS.c.id,
+            _CERTIFICATES.c.serial == bindparam("serial", type_=String),
+            ledger.usable_at(_now()),
+        ),
+    )
+    .where(_GRANTS.c.id == bindparam("grant", type_=_UUID))
+)
 
 
 async def why_certificate_unusable(
@@ -425,18 +540,7 @@ async def why_certificate_unusable(
     revoked or expired, the certificate replaced or withdrawn), or None while the ledger
     still counts it as the grant's usable one."""
     found = (
-        await session.execute(
-            select(Grant.status, Certificate.serial)
-            .outerjoin(
-                Certificate,
-                and_(
-                    Certificate.grant_id == Grant.id,
-                    Certificate.serial == serial,
-                    ledger.usable_now(),
-                ),
-            )
-            .where(Grant.id == grant_id)
-        )
+        await session.execute(_USABLE, {"grant": grant_id, "serial": serial, "now": utcnow()})
     ).one_or_none()
     if found is None:
         return "grant deleted"

@@ -17,21 +17,34 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import Uuid, and_, insert, literal, or_, select, update
+from sqlalchemy import String, and_, bindparam, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql import Insert, Select, Update
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueRequest
-from federation.db.models import Certificate, Grant, UTCDateTime, utcnow
+from federation.db.models import Certificate, Grant, UTCDateTime, table_of, utcnow
 from federation.errors import ActivationLost, Conflict
 from federation.pki.certs import cert_not_after, load_certificate, serial_hex
 from federation.pki.fingerprints import fingerprint_sha256
 
 # A certificate in these states may still be valid at the CA.
 UNREVOKED = ("requested", "issued", "active", "superseded")
+
+# The statements of the redeem path are built once with bound parameters, on the table
+# (see federation/enrollment.py). A parameter of an UPDATE is never named after a column
+# of the table it writes: SQLAlchemy would add that key to its SET clause.
+_ROWS = table_of(Certificate)
+_GRANTS = table_of(Grant)
+_UUID = _GRANTS.c.id.type
+
+
+def _now() -> BindParameter[datetime]:
+    return bindparam("now", type_=UTCDateTime())
 
 
 def new_serial() -> int:
@@ -110,47 +123,58 @@ async def signed_for_run(
 ) -> IssuedCertificate | None:
     """The certificate ``issued_by`` already had signed for this grant and CSR, if any is
     still usable (``issued`` or pinned ``active``, never decided for revocation)."""
-    row = await session.scalar(
-        select(Certificate)
-        .where(
-            Certificate.grant_id == grant_id,
-            Certificate.issued_by == issued_by,
-            Certificate.csr_fingerprint == csr_fingerprint,
-            Certificate.purpose == purpose,
-            Certificate.state.in_(("issued", "active")),
-            Certificate.revoke_after.is_(None),
-            Certificate.cert_pem.is_not(None),
+    row = (
+        await session.execute(
+            _SIGNED_FOR_RUN,
+            {
+                "grant": grant_id,
+                "run": issued_by,
+                "csr": csr_fingerprint,
+                "purpose": purpose,
+            },
         )
-        .order_by(Certificate.created_at.desc())
-        .limit(1)
-    )
-    if row is None or row.cert_pem is None:
+    ).first()
+    if row is None:
         return None
-    return IssuedCertificate(row.cert_pem, row.chain_pem or "", row.serial)
+    cert_pem, chain_pem, serial = row
+    return IssuedCertificate(cert_pem, chain_pem or "", serial)
 
 
-async def reserve(
-    session: AsyncSession, r: Reservation, *, grant_states: tuple[str, ...] = ("pending",)
-) -> None:
-    """Record the intent to sign (``requested``) and commit, before the CA is called.
+_SIGNED_FOR_RUN = (
+    select(_ROWS.c.cert_pem, _ROWS.c.chain_pem, _ROWS.c.serial)
+    .where(
+        _ROWS.c.grant_id == bindparam("grant", type_=_UUID),
+        _ROWS.c.issued_by == bindparam("run", type_=String),
+        _ROWS.c.csr_fingerprint == bindparam("csr", type_=String),
+        _ROWS.c.purpose == bindparam("purpose", type_=String),
+        _ROWS.c.state.in_(("issued", "active")),
+        _ROWS.c.revoke_after.is_(None),
+        _ROWS.c.cert_pem.is_not(None),
+    )
+    .order_by(_ROWS.c.created_at.desc())
+    .limit(1)
+)
 
-    Only while the grant is in one of ``grant_states`` (``pending`` for an enrollment,
-    ``active`` for a renewal), checked by the insert itself with the grant row locked:
-    a revocation either sees this row and decides it, or comes first and this refuses.
-    """
+
+@cache
+def _reserve_statement(grant_states: tuple[str, ...]) -> Insert:
+    """INSERT … SELECT from the grant row, locked, only while it is in ``grant_states``."""
     grant = (
         select(
-            literal(r.serial),
-            Grant.id,
-            literal(r.peer_id, Uuid),
+            bindparam("serial", type_=String),
+            _GRANTS.c.id,
+            bindparam("peer", type_=_UUID),
             literal("requested"),
-            literal(r.purpose),
-            literal(r.csr_fingerprint),
-            literal(r.issued_by),
-            literal(utcnow(), UTCDateTime),
-            literal(utcnow(), UTCDateTime),
+            bindparam("purpose", type_=String),
+            bindparam("csr", type_=String),
+            bindparam("run", type_=String),
+            _now(),
+            _now(),
         )
-        .where(Grant.id == r.grant_id, Grant.status.in_(grant_states))
+        .where(
+            _GRANTS.c.id == bindparam("grant", type_=_UUID),
+            _GRANTS.c.status.in_(grant_states),
+        )
         .with_for_update()
     )
     columns = (
@@ -164,7 +188,30 @@ async def reserve(
         "created_at",
         "updated_at",
     )
-    done = await session.execute(insert(Certificate).from_select(columns, grant))
+    return insert(_ROWS).from_select(columns, grant)
+
+
+async def reserve(
+    session: AsyncSession, r: Reservation, *, grant_states: tuple[str, ...] = ("pending",)
+) -> None:
+    """Record the intent to sign (``requested``) and commit, before the CA is called.
+
+    Only while the grant is in one of ``grant_states`` (``pending`` for an enrollment,
+    ``active`` for a renewal), checked by the insert itself with the grant row locked:
+    a revocation either sees this row and decides it, or comes first and this refuses.
+    """
+    done = await session.execute(
+        _reserve_statement(grant_states),
+        {
+            "serial": r.serial,
+            "peer": r.peer_id,
+            "purpose": r.purpose,
+            "csr": r.csr_fingerprint,
+            "run": r.issued_by,
+            "now": utcnow(),
+            "grant": r.grant_id,
+        },
+    )
     await session.commit()
     if done.rowcount != 1:  # type: ignore[attr-defined]
         # The same outcome as losing the activation race (409), before anything is signed.
@@ -208,12 +255,37 @@ async def record_issued(
             return serial
     # Never undo a decision taken meanwhile: only the certificate's facts are written.
     await session.execute(
-        update(Certificate)
-        .where(Certificate.serial == serial, Certificate.state.in_(("requested", "issued")))
-        .values(**values, updated_at=utcnow())
+        _RECORD_ISSUED,
+        {
+            "reserved": serial,
+            "pem": cert_pem,
+            "chain": chain_pem,
+            "der_fingerprint": values["fingerprint"],
+            "valid_from": values["not_before"],
+            "valid_until": values["not_after"],
+            "now": utcnow(),
+        },
     )
     await session.commit()
     return serial
+
+
+_RECORD_ISSUED = (
+    update(_ROWS)
+    .where(
+        _ROWS.c.serial == bindparam("reserved", type_=String),
+        _ROWS.c.state.in_(("requested", "issued")),
+    )
+    .values(
+        state="issued",
+        cert_pem=bindparam("pem", type_=String),
+        chain_pem=bindparam("chain", type_=String),
+        fingerprint=bindparam("der_fingerprint", type_=String),
+        not_before=bindparam("valid_from", type_=UTCDateTime()),
+        not_after=bindparam("valid_until", type_=UTCDateTime()),
+        updated_at=_now(),
+    )
+)
 
 
 async def decide_revocation(
@@ -233,25 +305,47 @@ async def decide_revocation(
     certificate is spared (a failed run must not touch the grant's usable certificate).
     Does not commit: callers make it part of their own transaction.
     """
-    conditions: list[ColumnElement[bool]] = [
-        Certificate.state.in_(UNREVOKED),
-        Certificate.revoke_after.is_(None),
-    ]
-    if serials is not None:
-        conditions.append(Certificate.serial.in_(list(serials)))
-    if grant_id is not None:
-        conditions.append(Certificate.grant_id == grant_id)
-    if issued_by is not None:
-        conditions.append(Certificate.issued_by == issued_by)
-    if keep_active:
-        conditions.append(Certificate.state != "active")
     rows = await session.execute(
-        update(Certificate)
-        .where(*conditions)
-        .values(revoke_after=after or utcnow(), revocation_reason=reason[:200], updated_at=utcnow())
-        .returning(Certificate.serial)
+        _decide_statement(
+            serials is not None, grant_id is not None, issued_by is not None, keep_active
+        ),
+        {
+            "serials": list(serials or ()),
+            "of_grant": grant_id,
+            "of_run": issued_by,
+            "after": after or utcnow(),
+            "reason": reason[:200],
+            "now": utcnow(),
+        },
     )
     return [serial for (serial,) in rows]
+
+
+@cache
+def _decide_statement(by_serials: bool, by_grant: bool, by_run: bool, keep_active: bool) -> Update:
+    """decide_revocation's UPDATE for one combination of filters, built once."""
+    conditions: list[ColumnElement[bool]] = [
+        _ROWS.c.state.in_(UNREVOKED),
+        _ROWS.c.revoke_after.is_(None),
+    ]
+    if by_serials:
+        conditions.append(_ROWS.c.serial.in_(bindparam("serials", expanding=True, type_=String)))
+    if by_grant:
+        conditions.append(_ROWS.c.grant_id == bindparam("of_grant", type_=_UUID))
+    if by_run:
+        conditions.append(_ROWS.c.issued_by == bindparam("of_run", type_=String))
+    if keep_active:
+        conditions.append(_ROWS.c.state != "active")
+    return (
+        update(_ROWS)
+        .where(*conditions)
+        .values(
+            revoke_after=bindparam("after", type_=UTCDateTime()),
+            revocation_reason=bindparam("reason", type_=String),
+            updated_at=_now(),
+        )
+        .returning(_ROWS.c.serial)
+    )
 
 
 async def pending_revocations(
@@ -263,16 +357,24 @@ async def pending_revocations(
     limit: int = 2000,
 ) -> list[str]:
     """Serials decided for revocation and not yet confirmed by the CA."""
-    query = select(Certificate.serial).where(
-        Certificate.state.in_(UNREVOKED), Certificate.revoke_after.is_not(None)
+    query = _pending_statement(grant_id is not None, issued_by is not None, due_by is not None)
+    params = {"grant": grant_id, "run": issued_by, "due_by": due_by, "limit": limit}
+    return list(await session.scalars(query, params))
+
+
+@cache
+def _pending_statement(by_grant: bool, by_run: bool, by_due: bool) -> Select[tuple[str]]:
+    """pending_revocations' query for one combination of filters, built once."""
+    query = select(_ROWS.c.serial).where(
+        _ROWS.c.state.in_(UNREVOKED), _ROWS.c.revoke_after.is_not(None)
     )
-    if grant_id is not None:
-        query = query.where(Certificate.grant_id == grant_id)
-    if issued_by is not None:
-        query = query.where(Certificate.issued_by == issued_by)
-    if due_by is not None:
-        query = query.where(Certificate.revoke_after <= due_by)
-    return list(await session.scalars(query.order_by(Certificate.revoke_after).limit(limit)))
+    if by_grant:
+        query = query.where(_ROWS.c.grant_id == bindparam("grant", type_=_UUID))
+    if by_run:
+        query = query.where(_ROWS.c.issued_by == bindparam("run", type_=String))
+    if by_due:
+        query = query.where(_ROWS.c.revoke_after <= bindparam("due_by", type_=UTCDateTime()))
+    return query.order_by(_ROWS.c.revoke_after).limit(bindparam("limit"))
 
 
 async def mark_revoked(session: AsyncSession, serial: str) -> bool:
@@ -319,16 +421,19 @@ async def pin(session: AsyncSession, serial: str) -> bool:
     Part of the activation transaction; False when the row is gone or was decided
     for revocation meanwhile (the activation must then be lost).
     """
-    done = await session.execute(
-        update(Certificate)
-        .where(
-            Certificate.serial == serial,
-            Certificate.state.in_(("issued", "active")),
-            Certificate.revoke_after.is_(None),
-        )
-        .values(state="active", updated_at=utcnow())
-    )
+    done = await session.execute(_PIN, {"pinned": serial, "now": utcnow()})
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+_PIN = (
+    update(_ROWS)
+    .where(
+        _ROWS.c.serial == bindparam("pinned", type_=String),
+        _ROWS.c.state.in_(("issued", "active")),
+        _ROWS.c.revoke_after.is_(None),
+    )
+    .values(state="active", updated_at=_now())
+)
 
 
 async def orphans(
@@ -376,11 +481,11 @@ async def certificates_of_grant(session: AsyncSession, grant_id: uuid.UUID) -> l
     return list(rows)
 
 
-def usable_now() -> ColumnElement[bool]:
-    """A ledger row that opens anything right now: pinned, or superseded in its overlap."""
+def usable_at(moment: ColumnElement[datetime]) -> ColumnElement[bool]:
+    """A ledger row that opens anything at ``moment``: pinned, or superseded in its overlap."""
     return or_(
-        and_(Certificate.state == "active", Certificate.revoke_after.is_(None)),
-        and_(Certificate.state == "superseded", Certificate.revoke_after > utcnow()),
+        and_(_ROWS.c.state == "active", _ROWS.c.revoke_after.is_(None)),
+        and_(_ROWS.c.state == "superseded", _ROWS.c.revoke_after > moment),
     )
 
 
