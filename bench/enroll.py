@@ -3,7 +3,7 @@
 ``python -m bench.enroll [--n 500 --concurrency 32 --single 30] [--quick]``
 
 Starts its own stack (a fresh PostgreSQL database, a real step-ca, the Temporal
-dev server, the API under uvicorn and ``mosaic gateway worker`` as separate
+dev server, ``mosaic gateway api`` and ``mosaic gateway worker`` as separate
 processes), mints grants and tokens through the admin API, prepares one CSR per
 token, then times only the redeems:
 
@@ -303,7 +303,8 @@ async def start_stack(stack: Stack) -> Any:
     mosaic = str(Path(python).parent / "mosaic")
     stack.api = stack.children.spawn(
         "api",
-        [python, "-m", "uvicorn", "api.app:app", "--host", "127.0.0.1", "--port", str(api_port)],
+        # The production command (Dockerfile): the guarded listener, not a bare uvicorn.
+        [mosaic, "gateway", "api", "--host", "127.0.0.1", "--port", str(api_port)],
         env=stack.env,
         log_path=stack.tmp / "api.log",
         cwd=REPO,
@@ -318,7 +319,7 @@ async def start_stack(stack: Stack) -> Any:
     client = await Client.connect(stack.temporal_address)
     await wait_http(f"{stack.api_url}/healthz", stack.api)
     await wait_pollers(client, stack.task_queue, stack.worker)
-    say(f"API (uvicorn pid {stack.api.pid}) on {stack.api_url}, worker pid {stack.worker.pid}")
+    say(f"API (gateway api pid {stack.api.pid}) on {stack.api_url}, worker pid {stack.worker.pid}")
     say(f"stack up in {time.monotonic() - t0:.1f}s")
     return client
 
