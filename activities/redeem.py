@@ -4,7 +4,9 @@ Inputs carry ids, hashes and public material (CSR, certificate) only; secrets
 never enter workflow history.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` in this module: Temporal decodes its payload
+# dataclasses with typing.get_type_hints on every call, and string annotations make
+# that about six times dearer (docs/benchmarks.md, "Statements built once").
 
 import base64
 import logging

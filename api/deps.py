@@ -1,4 +1,8 @@
-"""Dependencies, declared once as ``Annotated`` aliases."""
+"""Dependencies, declared once as ``Annotated`` aliases.
+
+Every one is ``async def``, even without an await: FastAPI runs a plain ``def``
+dependency in a worker thread, a thread hop per request for a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from temporalio.client import Client
 from api.state import Gateway
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
@@ -60,7 +64,7 @@ def admin_refusal(authorization: str, expected: str) -> HTTPException | None:
     return None
 
 
-def require_admin(request: Request, gateway: GatewayDep) -> str:
+async def require_admin(request: Request, gateway: GatewayDep) -> str:
     """The actor of an admin route; the middleware already refused everyone else."""
     expected = gateway.settings.mosaic_admin_token.get_secret_value()
     refusal = admin_refusal(request.headers.get("authorization", ""), expected)
@@ -72,7 +76,7 @@ def require_admin(request: Request, gateway: GatewayDep) -> str:
 AdminDep = Annotated[str, Depends(require_admin)]
 
 
-def get_client_address(request: Request) -> str:
+async def get_client_address(request: Request) -> str:
     """The transport peer's address, the key the enrollment rate limit uses too."""
     return request.client.host if request.client else "unknown"
 
@@ -80,7 +84,7 @@ def get_client_address(request: Request) -> str:
 ClientAddressDep = Annotated[str, Depends(get_client_address)]
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     request_id: str = request.state.request_id
     return request_id
 

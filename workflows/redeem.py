@@ -8,7 +8,9 @@ to a RevokeCertificates run of its own, so neither a slow CA nor a refusing one 
 the token, the audit row or the answer.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` in this module: Temporal decodes its payload
+# dataclasses with typing.get_type_hints on every call, and string annotations make
+# that about six times dearer (docs/benchmarks.md, "Statements built once").
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass

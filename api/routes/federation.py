@@ -34,12 +34,12 @@ VERBS = ("capabilities", "list", "get", "renew")
 NOT_FOUND = "not found"
 
 
-def _caller(request: Request) -> Caller:
+async def _caller(request: Request) -> Caller:
     caller: Caller = request.scope["state"]["caller"]
     return caller
 
 
-def _state(request: Request) -> FederationState:
+async def _state(request: Request) -> FederationState:
     state: FederationState = request.app.state.federation
     return state
 

@@ -18,8 +18,13 @@ SOURCE = SqlResources()
 # Without ``limit`` a page of this many rows: these tables grow without bound.
 DEFAULT_LIMIT = 100
 
+
+async def _served(kind: str) -> str:
+    return require_served(kind)
+
+
 # A dependency, so an unknown kind is a 404 before the body is validated (not a 422).
-KindDep = Annotated[str, Depends(require_served)]
+KindDep = Annotated[str, Depends(_served)]
 
 
 @router.post(
