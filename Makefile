@@ -66,6 +66,7 @@ test: services
 #   embedded:   `mosaic gateway dev` (SQLite, built-in CA, one process) vs bare Temporal
 #   cli:        `mosaic --help` and `mosaic user list` vs `python -c "import httpx, click"`
 #   federation: capabilities and a 100-row list over mTLS vs the admin API; a 2,000-request burst
+#   statements: one statement ORM-built per call vs built once; a checkout with pre-ping vs ours
 #   reconcile_sweep: the reconcile sweep over 100k grants
 bench: $(STAMP)
 	infra/postgres/ensure-running.sh
@@ -74,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.embedded
 	$(BIN)/python -m bench.cli
 	$(BIN)/python -m bench.federation
+	$(BIN)/python -m bench.statements
 	$(BIN)/python -m bench.reconcile_sweep
 
 clean:

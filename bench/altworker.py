@@ -7,7 +7,8 @@ environment) with these substitutions in that module's namespace:
 
 - ``--unsandboxed``: every ``Worker`` it builds gets ``UnsandboxedWorkflowRunner``
   instead of the default sandbox;
-- ``--no-pre-ping``: the PostgreSQL engine is made without ``pool_pre_ping``.
+- ``--no-pre-ping``: the PostgreSQL engine never pings (ours pings a connection that
+  sat idle; see ``federation.db.session``).
 
 It fails at start when ``run_worker``'s module no longer has those names, rather than
 silently measuring the unchanged worker.
@@ -49,7 +50,7 @@ def apply(*, unsandboxed: bool, pre_ping: bool) -> None:
             if not url.startswith("postgresql"):
                 engine: AsyncEngine = original_engine(url)
                 return engine
-            # make_engine's PostgreSQL pool, minus the pre-ping
+            # make_engine's PostgreSQL pool, minus the ping after an idle spell
             return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
 
         setattr(real_worker, "make_engine", engine_without_pre_ping)  # noqa: B010
