@@ -18,6 +18,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from tests.support.faults import interruptible
 from tests.support.pki import make_csr
 from tests.support.stepca import free_port
 
@@ -71,6 +72,7 @@ def dev_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevGateway
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=interruptible,
     )
     gateway = DevGateway(
         f"http://127.0.0.1:{port}",

@@ -137,6 +137,14 @@ def _die_with_parent(parent_pid: int) -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:
         os._exit(1)
+    interruptible()
+
+
+def interruptible() -> None:
+    """In a child about to exec: Ctrl-C (SIGINT) works as in a terminal. A test run started
+    in the background of a non-interactive shell has SIGINT ignored, and a child inherits
+    that: the tests that stop a gateway with SIGINT would then wait for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass
