@@ -9,7 +9,7 @@ a renewal's overlap, the reconcile sweep); this step carries it to the CA.
 
 # No `from __future__ import annotations` in this module: Temporal decodes its payload
 # dataclasses with typing.get_type_hints on every call, and string annotations make
-# that about six times dearer (docs/benchmarks.md, "Statements built once").
+# that about three times dearer (docs/benchmarks.md, "What changed this round").
 
 import base64
 import logging

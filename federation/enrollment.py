@@ -5,9 +5,9 @@ order and the compensations live in the workflow, the failure policy in
 ``federation.policy``.
 
 The statements every redeem runs are built once, at import, on the tables (SQLAlchemy
-Core) with bound parameters: an ORM statement built per call costs the client two to
-three times the CPU (docs/benchmarks.md, "Statements built once"). The rare paths (a
-lost race, a compensation) keep the ORM.
+Core) with bound parameters: an ORM statement built per call costs the client 1.7 to
+3.5 times the CPU (``python -m bench.statements``; docs/benchmarks.md, "What changed
+this round"). The rare paths (a lost race, a compensation) keep the ORM.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BindParameter, String, and_, bindparam, insert, or_, select, update
+from sqlalchemy import String, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ from federation.db.models import (
     Grant,
     Peer,
     UTCDateTime,
+    bound_now,
     table_of,
     utcnow,
 )
@@ -75,10 +76,6 @@ _GRANTS = table_of(Grant)
 _PEERS = table_of(Peer)
 _CERTIFICATES = table_of(Certificate)
 _UUID = _GRANTS.c.id.type
-
-
-def _now() -> BindParameter[datetime]:
-    return bindparam("now", type_=UTCDateTime())
 
 
 @dataclass(frozen=True)
@@ -219,7 +216,7 @@ _CLAIM_TOKEN = (
     update(_TOKENS)
     .where(
         _TOKENS.c.token_hash == bindparam("hash", type_=String),
-        _TOKENS.c.expires_at > _now(),
+        _TOKENS.c.expires_at > bound_now(),
         _TOKENS.c.peer_id == bindparam("peer", type_=_UUID),
         _TOKENS.c.cert_serial.is_(None),
         _TOKENS.c.burnt_at.is_(None),
@@ -228,7 +225,7 @@ _CLAIM_TOKEN = (
             _TOKENS.c.csr_fingerprint == bindparam("csr", type_=String),
         ),
     )
-    .values(used_at=_now(), csr_fingerprint=bindparam("csr", type_=String))
+    .values(used_at=bound_now(), csr_fingerprint=bindparam("csr", type_=String))
 )
 _CLAIM_GRANT = (
     update(_GRANTS)
@@ -240,7 +237,7 @@ _CLAIM_GRANT = (
             _GRANTS.c.enrolling_token_hash == bindparam("hash", type_=String),
         ),
     )
-    .values(enrolling_token_hash=bindparam("hash", type_=String), updated_at=_now())
+    .values(enrolling_token_hash=bindparam("hash", type_=String), updated_at=bound_now())
 )
 
 
@@ -358,11 +355,11 @@ _ACTIVATE_GRANT = (
     .where(_GRANTS.c.id == bindparam("grant", type_=_UUID), _GRANTS.c.status == "pending")
     .values(
         status="active",
-        activated_at=_now(),
+        activated_at=bound_now(),
         cert_serial=bindparam("serial", type_=String),
         cert_not_after=bindparam("not_after", type_=UTCDateTime()),
         enrolling_token_hash=None,
-        updated_at=_now(),
+        updated_at=bound_now(),
     )
 )
 _ACTIVE_SERIAL = select(_GRANTS.c.cert_serial).where(
@@ -381,7 +378,7 @@ _ACTIVATE_PEER = (
         cert_not_after=bindparam("not_after", type_=UTCDateTime()),
         cert_fingerprint=bindparam("fingerprint", type_=String),
         failure_reason=None,
-        updated_at=_now(),
+        updated_at=bound_now(),
     )
 )
 _TOKEN_USED_FOR = (
@@ -526,7 +523,7 @@ _USABLE = (
         and_(
             _CERTIFICATES.c.grant_id == _GRANTS.c.id,
             _CERTIFICATES.c.serial == bindparam("serial", type_=String),
-            ledger.usable_at(_now()),
+            ledger.usable_at(bound_now()),
         ),
     )
     .where(_GRANTS.c.id == bindparam("grant", type_=_UUID))

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import String, and_, bindparam, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql import Insert, Select, Update
-from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.elements import ColumnElement
 
 from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueRequest
-from federation.db.models import Certificate, Grant, UTCDateTime, table_of, utcnow
+from federation.db.models import Certificate, Grant, UTCDateTime, bound_now, table_of, utcnow
 from federation.errors import ActivationLost, Conflict
 from federation.pki.certs import cert_not_after, load_certificate, serial_hex
 from federation.pki.fingerprints import fingerprint_sha256
@@ -41,10 +41,6 @@ UNREVOKED = ("requested", "issued", "active", "superseded")
 _ROWS = table_of(Certificate)
 _GRANTS = table_of(Grant)
 _UUID = _GRANTS.c.id.type
-
-
-def _now() -> BindParameter[datetime]:
-    return bindparam("now", type_=UTCDateTime())
 
 
 def new_serial() -> int:
@@ -168,8 +164,8 @@ def _reserve_statement(grant_states: tuple[str, ...]) -> Insert:
             bindparam("purpose", type_=String),
             bindparam("csr", type_=String),
             bindparam("run", type_=String),
-            _now(),
-            _now(),
+            bound_now(),
+            bound_now(),
         )
         .where(
             _GRANTS.c.id == bindparam("grant", type_=_UUID),
@@ -283,7 +279,7 @@ _RECORD_ISSUED = (
         fingerprint=bindparam("der_fingerprint", type_=String),
         not_before=bindparam("valid_from", type_=UTCDateTime()),
         not_after=bindparam("valid_until", type_=UTCDateTime()),
-        updated_at=_now(),
+        updated_at=bound_now(),
     )
 )
 
@@ -342,7 +338,7 @@ def _decide_statement(by_serials: bool, by_grant: bool, by_run: bool, keep_activ
         .values(
             revoke_after=bindparam("after", type_=UTCDateTime()),
             revocation_reason=bindparam("reason", type_=String),
-            updated_at=_now(),
+            updated_at=bound_now(),
         )
         .returning(_ROWS.c.serial)
     )
@@ -432,7 +428,7 @@ _PIN = (
         _ROWS.c.state.in_(("issued", "active")),
         _ROWS.c.revoke_after.is_(None),
     )
-    .values(state="active", updated_at=_now())
+    .values(state="active", updated_at=bound_now())
 )
 
 

@@ -10,7 +10,7 @@ the token, the audit row or the answer.
 
 # No `from __future__ import annotations` in this module: Temporal decodes its payload
 # dataclasses with typing.get_type_hints on every call, and string annotations make
-# that about six times dearer (docs/benchmarks.md, "Statements built once").
+# that about three times dearer (docs/benchmarks.md, "What changed this round").
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     CheckConstraint,
     DateTime,
     Float,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    bindparam,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -63,6 +65,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def bound_now() -> BindParameter[datetime]:
+    """A statement's ``now``, bound at each execution (for statements built once)."""
+    return bindparam("now", type_=UTCDateTime())
 
 
 def _check_in(column: str, values: tuple[str, ...]) -> str:
