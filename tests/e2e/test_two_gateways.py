@@ -270,11 +270,14 @@ async def test_cli_peer_add_shows_the_plan_and_progress_then_the_result(pair: Pa
 
 async def test_peer_add_retries_while_b_is_down_for_10s_and_then_succeeds(pair: Pair) -> None:
     grant, url = await _b_offers(pair.b)
-    started = await pair.a.api.post(
-        "/api/admin/federation/peers/enroll", json={"enrollmentUrl": url}
-    )
+    # B goes down first: the peer add starts without calling B, and a run started before
+    # the stop could finish the whole enrollment before B is gone.
     await pair.b.server.stop()
     try:
+        started = await pair.a.api.post(
+            "/api/admin/federation/peers/enroll", json={"enrollmentUrl": url}
+        )
+        assert started.status_code == 202, started.text
         await asyncio.sleep(10)
         still = (
             await pair.a.api.get(f"/api/admin/federation/peers/{started.json()['peerId']}")
