@@ -49,8 +49,9 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 # A pooled connection used again within this many seconds is not pinged first. asyncpg's
-# ping is three round trips (BEGIN, an empty statement, ROLLBACK): pinging on every
-# checkout cost a redeem 8 of them on each side (docs/benchmarks.md). One idle longer is
+# ping is three round trips (BEGIN, an empty statement, ROLLBACK), and a redeem checks a
+# connection out seven times, two in the API and five in the worker (docs/benchmarks.md),
+# so pinging on every checkout cost it 21 round trips. One idle longer is
 # pinged and, if dead, replaced before anyone sees it. A database that goes away within
 # the window fails the statement that meets it; SQLAlchemy then drops every pooled
 # connection, the activity retries, and the API answers 503 "database unavailable".
