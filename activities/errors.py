@@ -24,7 +24,7 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     Only the safe message enters workflow history; the cause goes to the log.
     Other exceptions (a dropped database connection, say) stay retryable. A retryable
     error of a local activity whose next attempt would start past its schedule-to-close
-    budget is final (see ``_budget_spent``).
+    budget is final (see ``budget_spent``).
     """
 
     @functools.wraps(fn)
@@ -34,13 +34,13 @@ def domain_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         except FederationError as exc:
             if exc.cause:
                 log.info("%s: %s (%s)", fn.__name__, exc.kind, exc.cause)
-            final = not exc.retryable or _budget_spent()
+            final = not exc.retryable or budget_spent()
             raise ApplicationError(exc.message, type=exc.kind, non_retryable=final) from None
 
     return wrapper
 
 
-def _budget_spent() -> bool:
+def budget_spent() -> bool:
     """Whether a local activity's next attempt would start after its schedule-to-close
     budget ran out. The server holds a regular activity's retries to that budget; the SDK
     (temporalio 1.35) does not hold a local activity's, so the step does it here, from the

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyReceivedInput,
     )
     from federation.errors import status_for_kind
+    from workflows.deadlines import STEP_TIMED_OUT
 
 REMOTE_CALL = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -268,6 +269,8 @@ def _classify(err: ActivityError | ApplicationError) -> tuple[str, str, int]:
         return "RemoteUnavailable", f"gave up waiting for the remote gateway{detail}", 504
     if isinstance(cause, ApplicationError):
         kind = cause.type or "Error"
+        if kind == STEP_TIMED_OUT:  # one of our own local steps hung (a database, say)
+            return "Unavailable", f"peer add could not complete: {cause.message}", 503
         if kind == "RemoteUnavailable" and not cause.non_retryable:
             # Retries ran out early: the next backoff would not have fit the window.
             return kind, f"gave up waiting for the remote gateway: {cause.message}", 504

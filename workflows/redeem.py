@@ -55,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
 
 # workflow.patched id: the CA step runs as a local activity in the run's one workflow task.
 SIGN_LOCALLY = "sign-as-local-activity"
+# Longer than any backoff of CA_CALL (5 s at most): the CA step never retries by timer.
+CA_RETRIES_IN_PLACE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -210,18 +212,27 @@ class RedeemEnrollment:
         the certificate this run already has, so the CA signs once.
 
         Runs that started before this change scheduled it as a regular activity and
-        replay that way (``SIGN_LOCALLY``)."""
-        execute = (
-            workflow.execute_local_activity_method
-            if workflow.patched(SIGN_LOCALLY)
-            else workflow.execute_activity_method
-        )
-        return await execute(
+        replay that way (``SIGN_LOCALLY``).
+
+        Its retries stay in place (``local_retry_threshold``, see ``workflows.deadlines``):
+        they are held to ``budget``, counted from the step's first schedule, and the
+        start-to-close covers the budget too, as core counts it over all the attempts
+        retried in place. One attempt is held to seconds by the CA client's timeouts."""
+        if not workflow.patched(SIGN_LOCALLY):
+            return await workflow.execute_activity_method(
+                CertificateActivities.sign,
+                request,
+                start_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=budget,
+                retry_policy=CA_CALL,
+            )
+        return await workflow.execute_local_activity_method(
             CertificateActivities.sign,
             request,
-            start_to_close_timeout=timedelta(seconds=10),
+            start_to_close_timeout=max(budget, timedelta(seconds=10)),
             schedule_to_close_timeout=budget,
             retry_policy=CA_CALL,
+            local_retry_threshold=CA_RETRIES_IN_PLACE,
         )
 
     def _at(self, step: str, *, timeout_kind: str = "Unavailable") -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.certificates import CertificateActivities
@@ -33,6 +33,7 @@ from federation.sealing import Sealer
 from federation.settings import Settings
 from workflows.certificates import RevokeCertificates
 from workflows.connection import connect_when_up
+from workflows.deadlines import LocalDeadlines
 from workflows.identity import GatewayGuard, speaking_for, worker_identity
 from workflows.peer_add import PeerAdd
 from workflows.peer_certificate import PeerCertificate
@@ -66,6 +67,7 @@ def build_worker(
     remote: RemoteSettings,
     workflow_failure_exception_types: Sequence[type[BaseException]] = (),
     sandboxed: bool = True,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
     """A worker for every Mosaic workflow on ``task_queue``, acting for ``gateway_id`` only:
     its identity names the gateway and its activities refuse another gateway's runs.
@@ -74,7 +76,10 @@ def build_worker(
     sandbox, which re-imports the workflow modules for every run and proxies every call:
     about a third of the worker's CPU per enrollment (docs/benchmarks.md). Determinism is
     guarded elsewhere: the tests run the workflows in the sandbox, and the recorded
-    histories in tests/workflows/histories replay on every change, in CI."""
+    histories in tests/workflows/histories replay on every change, in CI.
+
+    ``interceptors`` run inside the worker's own, so inside a local activity's deadline
+    (``workflows.deadlines``): the tests' fault hooks."""
     activities = [
         *RedeemActivities(sessions).all(),
         *CertificateActivities(sessions, ca).all(),
@@ -91,7 +96,7 @@ def build_worker(
         workflows=list(WORKFLOWS),
         activities=activities,
         workflow_failure_exception_types=list(workflow_failure_exception_types),
-        interceptors=[GatewayGuard(gateway_id)],
+        interceptors=[GatewayGuard(gateway_id), LocalDeadlines(), *interceptors],
         identity=worker_identity(gateway_id),
         workflow_runner=SandboxedWorkflowRunner() if sandboxed else UnsandboxedWorkflowRunner(),
     )

@@ -38,11 +38,9 @@ from federation.tokens import hash_token
 from tests.conftest import make_settings
 from tests.support.factories import make_grant, make_token
 from tests.support.faults import (
-    ActivityHook,
     Outcome,
     admin_client,
     assert_redeem_invariants,
-    client_with,
     cut_off_database,
     lane_worker,
     own_pg_database,
@@ -131,10 +129,11 @@ async def test_connections_dropped_during_activation_are_retried_and_activate_on
     check_engine = make_engine(url)
     provider = step_ca.provider()
     outage = ActivationOutage(database, worker_engine, where)
-    client = client_with(temporal_env, [ActivityHook(outage.hook)])
     try:
         async with (
-            await lane_worker(client, settings, worker_engine, provider),
+            await lane_worker(
+                temporal_env.client, settings, worker_engine, provider, hook=outage.hook
+            ),
             admin_client(settings) as admin,
         ):
             grant = await make_grant(admin)

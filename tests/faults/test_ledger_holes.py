@@ -184,8 +184,12 @@ async def test_verify_that_times_out_is_unavailable_not_a_ca_outage_and_revokes(
     ca: CertificateAuthority,
     db_engine: AsyncEngine,
 ) -> None:
+    verifies = 0
+
     async def slow_verify(activity_type: str, proceed: Proceed) -> Any:
+        nonlocal verifies
         if activity_type == "certificates.verify":
+            verifies += 1
             await asyncio.sleep(6)  # past its 5 s start-to-close, both attempts
         return await proceed()
 
@@ -196,6 +200,7 @@ async def test_verify_that_times_out_is_unavailable_not_a_ca_outage_and_revokes(
         grant, response = await _enroll(client)
         assert response.status_code == 503, response.text
         assert "verifying certificate" in response.json()["detail"]
+        assert verifies == 2  # VERIFY_STEP's two attempts, each ended by the worker
         token = await _token_row(db_engine, grant["id"])
         assert token["used_at"] is None  # released: the peer may simply retry
         rows = await settled_ledger(db_engine, grant["id"])

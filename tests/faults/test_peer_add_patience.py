@@ -35,8 +35,6 @@ from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.support.dbsnap import fetch_all
 from tests.support.factories import make_grant, make_token
 from tests.support.faults import (
-    ActivityHook,
-    client_with,
     cut_off_database,
     db_id,
     lane_worker,
@@ -120,7 +118,7 @@ async def test_b_database_down_past_the_submit_window_keeps_as_key_and_ends_acti
         b_app.state.gateway._ca = provider  # B announces the root its worker signs under
         b_server = UvicornServer(b_app, b_port)
         b_worker = await lane_worker(
-            client_with(temporal_env, [ActivityHook(outage.hook)]), b_settings, b_engine, provider
+            temporal_env.client, b_settings, b_engine, provider, hook=outage.hook
         )
         try:
             async with (

@@ -21,11 +21,9 @@ import asyncpg
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio import client as temporal_client
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -222,8 +220,11 @@ def spawn_command(
 Hook = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
-class ActivityHook(temporal_client.Interceptor, Interceptor):
-    """Routes every activity (local ones too) through ``hook(activity_type, proceed)``."""
+class ActivityHook(Interceptor):
+    """Routes every activity (local ones too) through ``hook(activity_type, proceed)``.
+
+    A worker interceptor (``build_worker(interceptors=...)``): it runs inside the worker's
+    own, so a hook that stalls a local activity meets the deadline a real stall would."""
 
     def __init__(self, hook: Hook) -> None:
         self._hook = hook
@@ -243,13 +244,6 @@ class _HookedActivity(ActivityInboundInterceptor):
         )
 
 
-def client_with(temporal_env: WorkflowEnvironment, interceptors: Sequence[Interceptor]) -> Client:
-    """The session's Temporal connection with extra (worker) interceptors."""
-    config = temporal_env.client.config()
-    config["interceptors"] = [*config.get("interceptors", []), *interceptors]
-    return Client(**config)
-
-
 async def lane_worker(
     client: Client,
     settings: Settings,
@@ -257,9 +251,10 @@ async def lane_worker(
     ca: CertificateAuthority,
     *,
     task_queue: str | None = None,
+    hook: Hook | None = None,
 ) -> Worker:
     """The real worker (``build_worker``) of the gateway whose database ``engine`` is, on
-    ``task_queue`` (default: the settings' queue)."""
+    ``task_queue`` (default: the settings' queue), its activities through ``hook``."""
     sessions = make_sessionmaker(engine)
     return build_worker(
         client,
@@ -270,6 +265,7 @@ async def lane_worker(
         sealer=sealer_from_settings(settings),
         remote=remote_settings(settings),
         workflow_failure_exception_types=[Exception],
+        interceptors=[ActivityHook(hook)] if hook else (),
     )
 
 

@@ -17,7 +17,7 @@ from federation.ca.base import CertificateAuthority, IssuedCertificate, IssueReq
 from federation.db.session import make_engine, make_sessionmaker
 from federation.identity import load_gateway_id
 from federation.settings import Settings
-from tests.support.faults import ActivityHook, Hook, client_with
+from tests.support.faults import ActivityHook, Hook
 from workflows.worker import build_worker, remote_settings, sealer_from_settings
 
 
@@ -40,9 +40,8 @@ async def lane_with_ca(
     )
     engine = make_engine(settings.effective_database_url)
     sessions = make_sessionmaker(engine)
-    temporal = client_with(temporal_env, [ActivityHook(hook)]) if hook else temporal_env.client
     worker = build_worker(
-        temporal,
+        temporal_env.client,
         gateway_id=await load_gateway_id(sessions),
         task_queue=lane_settings.mosaic_task_queue,
         sessions=sessions,
@@ -50,6 +49,7 @@ async def lane_with_ca(
         sealer=sealer_from_settings(settings),
         remote=remote_settings(settings),
         workflow_failure_exception_types=[Exception],
+        interceptors=[ActivityHook(hook)] if hook else (),
     )
     app = create_app(lane_settings)
     headers = {"Authorization": f"Bearer {settings.mosaic_admin_token.get_secret_value()}"}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,10 +29,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
-from workflows.identity import GatewayGuard
-from workflows.worker import WORKFLOWS
+from tests.support.histories import local_activity_timed_out, replayer
 
 HISTORIES = Path(__file__).parent / "histories"
 # Histories the SDK cannot replay (see test_sdk_replay_limit_…), kept out of HISTORIES.
@@ -51,15 +48,6 @@ TYPES = {
     "PeerCertificate",
     "RevokeCertificates",
 }
-
-
-def _replayer() -> Replayer:
-    # The worker's own interceptors: the header carrying is part of what replays.
-    return Replayer(
-        workflows=list(WORKFLOWS),
-        interceptors=[GatewayGuard(uuid.UUID(int=0))],
-        workflow_failure_exception_types=[Exception],
-    )
 
 
 async def _each(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
@@ -82,7 +70,7 @@ async def test_committed_histories_replay_on_the_current_workflows() -> None:
     histories = _fixtures()
     kinds = {path.stem.split("--")[0] for path in HISTORIES.glob("*.json")}
     assert TYPES <= kinds, f"fixtures missing for {sorted(TYPES - kinds)}; record them"
-    results = await _replayer().replay_workflows(_each(histories), raise_on_replay_failure=False)
+    results = await replayer().replay_workflows(_each(histories), raise_on_replay_failure=False)
     failures = {
         h.workflow_id: repr(results.replay_failures[h.run_id])
         for h in histories
@@ -121,19 +109,19 @@ async def test_runs_of_this_session_replay(temporal_env: WorkflowEnvironment) ->
         for ref in refs:
             workflow_id, run_id = ref.split("/", 1)
             history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-            if _local_activity_timed_out(history):
+            if local_activity_timed_out(history):
                 sdk_limited.append(f"{key} {ref}")  # see test_sdk_replay_limit below
                 continue
             histories[key] = history
             break
     assert histories, "the session ran no workflow to replay"
-    results = await _replayer().replay_workflows(
+    results = await replayer().replay_workflows(
         _each(list(histories.values())), raise_on_replay_failure=False
     )
-    # Only the SDK's known limit may be left out, and never a whole workflow type.
-    assert {key.split("--")[0] for key in picked} <= {k.split("--")[0] for k in histories}, (
-        sdk_limited
-    )
+    # The worker ends a hung local activity itself (workflows.deadlines), so no run of
+    # the session meets the SDK's limit; and never is a whole workflow type left out.
+    assert not sdk_limited, f"the SDK timed out a local activity: {sdk_limited}"
+    assert {key.split("--")[0] for key in picked} <= {k.split("--")[0] for k in histories}
     which = {h.run_id: key for key, h in histories.items()}
     assert not results.replay_failures, {
         f"{which.get(run_id)} {run_id}": repr(error)[:2000]
@@ -157,35 +145,20 @@ async def test_sdk_replay_limit_a_local_activity_timeout_still_does_not_replay()
     """temporalio 1.35 cannot replay a history in which a local activity failed by its
     start-to-close timeout and the workflow went on with another local activity: the
     replay waits forever (a real run of ``test_verify_that_times_out_…`` recorded the
-    fixture; it hangs on the code before the one-task redeem too). The session test above
-    leaves such runs out, and this test says so for as long as it is true: once an SDK
-    upgrade replays it, it fails, and the exception above should go.
-
-    In production the run itself completes (its worker keeps it cached); only a worker
-    losing it in the seconds after such a timeout leaves it to reconcile."""
+    fixture, before the worker ended hung local activities itself). Since
+    ``workflows.deadlines`` no run of ours records such a timeout (the session test above
+    checks it); histories of runs from before may still have one. This test says the limit
+    is still there for as long as it is true: once an SDK upgrade replays it, it fails."""
     path = SDK_LIMITS / "RedeemEnrollment--local-activity-timed-out.json"
     recorded = json.loads(path.read_text())
     history = WorkflowHistory.from_json(recorded["workflowId"], recorded["history"])
-    assert _local_activity_timed_out(history)
-    replay = asyncio.ensure_future(_replayer().replay_workflow(history))
+    assert local_activity_timed_out(history)
+    replay = asyncio.ensure_future(replayer().replay_workflow(history))
     done, _ = await asyncio.wait([replay], timeout=5)
     if done:
         replay.result()  # raises on a plain replay failure
         pytest.fail("the SDK replays a local-activity timeout now: drop the exception above")
     replay.cancel()
-
-
-def _local_activity_timed_out(history: WorkflowHistory) -> bool:
-    """Whether a local activity of the run failed by its start-to-close timeout."""
-    for event in history.events:
-        if not event.HasField("marker_recorded_event_attributes"):
-            continue
-        marker = event.marker_recorded_event_attributes
-        if marker.marker_name == "core_local_activity" and marker.failure.HasField(
-            "timeout_failure_info"
-        ):
-            return True
-    return False
 
 
 def _outcome(status: WorkflowExecutionStatus | None, attributes: object) -> str:
