@@ -8,7 +8,9 @@ environment) with these substitutions in that module's namespace:
 - ``--unsandboxed``: every ``Worker`` it builds gets ``UnsandboxedWorkflowRunner``
   instead of the default sandbox;
 - ``--no-pre-ping``: the PostgreSQL engine never pings (ours pings a connection that
-  sat idle; see ``federation.db.session``).
+  sat idle; see ``federation.db.session``);
+- ``--wft-threads N``: workflow activations run on N threads instead of the SDK's
+  default pool (up to 500 threads, one per workflow task in flight).
 
 It fails at start when ``run_worker``'s module no longer has those names, rather than
 silently measuring the unchanged worker.
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -31,18 +34,21 @@ from federation.settings import load_settings
 log = logging.getLogger("mosaic.worker")
 
 
-def apply(*, unsandboxed: bool, pre_ping: bool) -> None:
+def apply(*, unsandboxed: bool, pre_ping: bool, wft_threads: int | None = None) -> None:
     for name in ("Worker", "make_engine", "run_worker"):
         if not hasattr(real_worker, name):
             raise SystemExit(f"workflows.worker has no {name}: update bench/altworker.py")
-    if unsandboxed:
+    if unsandboxed or wft_threads:
         original_worker = getattr(real_worker, "Worker")  # noqa: B009 - patched below
 
-        def sandbox_free_worker(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("workflow_runner", UnsandboxedWorkflowRunner())
+        def changed_worker(*args: Any, **kwargs: Any) -> Any:
+            if unsandboxed:
+                kwargs.setdefault("workflow_runner", UnsandboxedWorkflowRunner())
+            if wft_threads:
+                kwargs["workflow_task_executor"] = ThreadPoolExecutor(max_workers=wft_threads)
             return original_worker(*args, **kwargs)
 
-        setattr(real_worker, "Worker", sandbox_free_worker)  # noqa: B010
+        setattr(real_worker, "Worker", changed_worker)  # noqa: B010
     if not pre_ping:
         original_engine = getattr(real_worker, "make_engine")  # noqa: B009
 
@@ -60,12 +66,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--unsandboxed", action="store_true")
     parser.add_argument("--no-pre-ping", action="store_true")
+    parser.add_argument("--wft-threads", type=int, default=None)
     args = parser.parse_args()
     # The same log set-up as `mosaic gateway worker`.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    apply(unsandboxed=args.unsandboxed, pre_ping=not args.no_pre_ping)
+    apply(unsandboxed=args.unsandboxed, pre_ping=not args.no_pre_ping, wft_threads=args.wft_threads)
     log.info(
-        "experiment worker: unsandboxed=%s pre_ping=%s", args.unsandboxed, not args.no_pre_ping
+        "experiment worker: unsandboxed=%s pre_ping=%s wft_threads=%s",
+        args.unsandboxed,
+        not args.no_pre_ping,
+        args.wft_threads,
     )
     try:
         asyncio.run(real_worker.run_worker(load_settings()))
