@@ -17,7 +17,9 @@ So ``LocalDeadlines``, on the worker (and the replayer):
 
 - ends every local activity attempt ``MARGIN`` before core would, as an ordinary failure
   of type ``StepTimedOut`` that the step's retry policy retries and
-  ``workflows.common.failure_of`` classifies; core never times one out;
+  ``workflows.common.failure_of`` classifies, without waiting for the cancelled attempt
+  to clean up; core times one out only if the worker's event loop is held up for longer
+  than the margin;
 - schedules the retries of a local activity through a workflow timer
   (``local_retry_threshold``), so that each attempt is scheduled afresh and gets the whole
   start-to-close it was given. Retries cost a workflow task each; a run that does not
@@ -90,14 +92,20 @@ class _Deadline(ActivityInboundInterceptor):
         if end.within <= timedelta(0):
             # Retried in place past its window: core would time this attempt out.
             raise _timed_out(info, end, final=True)
-        scope = asyncio.timeout(end.within.total_seconds())
+        # The attempt runs as a task of its own, so that the answer does not wait for its
+        # clean-up once cancelled: a session closing on a database that hangs would hold
+        # it past core's deadline. Every activity is safe to run twice (ARCHITECTURE).
+        attempt = asyncio.ensure_future(self.next.execute_activity(input))
         try:
-            async with scope:
-                return await self.next.execute_activity(input)
-        except TimeoutError:
-            if not scope.expired():
-                raise  # the activity's own TimeoutError, not ours
-            raise _timed_out(info, end, final=end.last or budget_spent()) from None
+            done, _ = await asyncio.wait({attempt}, timeout=end.within.total_seconds())
+        except asyncio.CancelledError:  # cancelled by the SDK (worker shutdown, say)
+            attempt.cancel()
+            raise
+        if attempt in done:
+            return attempt.result()
+        attempt.cancel()
+        attempt.add_done_callback(_drain)
+        raise _timed_out(info, end, final=end.last or budget_spent())
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,12 @@ def _end_of_attempt(info: activity.Info) -> _End | None:
         return None
     end = min(ends, key=lambda e: (e.within, not e.last))
     return _End(end.within - MARGIN, end.timeout, end.last)
+
+
+def _drain(attempt: asyncio.Future[Any]) -> None:
+    """Collect what an abandoned attempt ended with, so asyncio does not log it as lost."""
+    if not attempt.cancelled():
+        attempt.exception()
 
 
 def _timed_out(info: activity.Info, end: _End, *, final: bool) -> ApplicationError:

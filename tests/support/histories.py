@@ -24,6 +24,13 @@ def replayer() -> Replayer:
 
 def local_activity_timed_out(history: WorkflowHistory) -> bool:
     """Whether the SDK timed out a local activity of the run (its start-to-close)."""
+    return bool(sdk_timeouts(history))
+
+
+def sdk_timeouts(history: WorkflowHistory) -> list[str]:
+    """What the SDK timed out in the run, one line each: the local activity's marker, as
+    ``event <id>: <failure message>``, and the run's task queue first."""
+    found = []
     for event in history.events:
         if not event.HasField("marker_recorded_event_attributes"):
             continue
@@ -31,5 +38,8 @@ def local_activity_timed_out(history: WorkflowHistory) -> bool:
         if marker.marker_name == "core_local_activity" and marker.failure.HasField(
             "timeout_failure_info"
         ):
-            return True
-    return False
+            found.append(f"event {event.event_id}: {marker.failure.message}")
+    if found and history.events:
+        started = history.events[0].workflow_execution_started_event_attributes
+        found.insert(0, f"queue {started.task_queue.name}")
+    return found
