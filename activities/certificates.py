@@ -20,11 +20,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import domain_errors
 from federation import ledger
 from federation.ca.base import CertificateAuthority, IssueRequest
-from federation.errors import CARefused
+from federation.errors import CARefused, CertificateRejected
 from federation.pki.certs import verify_issued_certificate
 
 log = logging.getLogger("mosaic.activities.certificates")
@@ -60,6 +61,28 @@ class VerifyInput:
 
 @dataclass(frozen=True)
 class Verified:
+    serial: str
+    not_after: str  # ISO 8601, UTC
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class CertifyInput:
+    """``SignInput`` and the CSR's key: sign, then verify, in one step."""
+
+    csr_pem: str
+    grant_id: str
+    subject_user_id: str
+    peer_id: str
+    csr_fingerprint: str
+    # base64 of the CSR's SubjectPublicKeyInfo DER: the certificate must carry it.
+    public_key_der_b64: str
+
+
+@dataclass(frozen=True)
+class Certified:
+    cert_pem: str
+    chain_pem: str
     serial: str
     not_after: str  # ISO 8601, UTC
     fingerprint: str
@@ -106,9 +129,45 @@ class CertificateActivities:
         self._sessions = sessions
         self._ca = ca
 
+    @activity.defn(name="certificates.certify")
+    @domain_errors
+    async def certify(self, arg: CertifyInput) -> Certified:
+        """``sign`` then ``verify``, one step: the redeem's CA step since
+        ``redeem-in-three-steps`` (workflows/redeem.py). A certificate that fails the
+        checks fails the step (``CertificateRejected``); the ledger has it as this run's,
+        so the run's compensation withdraws it."""
+        request = SignInput(
+            arg.csr_pem, arg.grant_id, arg.subject_user_id, arg.peer_id, arg.csr_fingerprint
+        )
+        issued = await self._sign(request)
+        checks = VerifyInput(
+            issued.cert_pem,
+            issued.chain_pem,
+            arg.grant_id,
+            arg.subject_user_id,
+            arg.public_key_der_b64,
+        )
+        try:
+            verified = self._verify(checks)
+        except CertificateRejected as rejected:
+            # The serial goes with the refusal: the run's denied audit row names it.
+            raise ApplicationError(
+                rejected.message, issued.serial, type=rejected.kind, non_retryable=True
+            ) from None
+        return Certified(
+            issued.cert_pem,
+            issued.chain_pem,
+            verified.serial,
+            verified.not_after,
+            verified.fingerprint,
+        )
+
     @activity.defn(name="certificates.sign")
     @domain_errors
     async def sign(self, arg: SignInput) -> Issued:
+        return await self._sign(arg)
+
+    async def _sign(self, arg: SignInput) -> Issued:
         """Reserve a serial in the ledger, have the CA sign, record the answer: one step."""
         issued = await ledger.sign(
             self._sessions,
@@ -133,6 +192,9 @@ class CertificateActivities:
     @activity.defn(name="certificates.verify")
     @domain_errors
     async def verify(self, arg: VerifyInput) -> Verified:
+        return self._verify(arg)
+
+    def _verify(self, arg: VerifyInput) -> Verified:
         """Both OIDs are the grant's, the key is the CSR's, the chain reaches our root."""
         verified = verify_issued_certificate(
             arg.cert_pem,
@@ -183,4 +245,4 @@ class CertificateActivities:
         return CARevoked(arg.serial, True)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.sign, self.verify, self.withdraw_run, self.revoke_at_ca]
+        return [self.certify, self.sign, self.verify, self.withdraw_run, self.revoke_at_ca]

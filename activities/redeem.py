@@ -81,6 +81,16 @@ class DenialInput:
     idempotency_key: str | None = None
 
 
+def _validated(v: enrollment.ValidatedRedeem) -> Validated:
+    return Validated(
+        grant_id=str(v.grant_id),
+        peer_id=str(v.peer_id),
+        subject_user_id=str(v.subject_user_id),
+        csr_fingerprint=v.csr.fingerprint,
+        public_key_der_b64=base64.b64encode(v.csr.public_key_der).decode(),
+    )
+
+
 class RedeemActivities:
     """Bound to a database at worker start (the CA steps are ``CertificateActivities``)."""
 
@@ -94,13 +104,27 @@ class RedeemActivities:
             v = await enrollment.validate_redeem(
                 session, arg.token_hash, arg.csr_pem, run=run_ref()
             )
-        return Validated(
-            grant_id=str(v.grant_id),
-            peer_id=str(v.peer_id),
-            subject_user_id=str(v.subject_user_id),
-            csr_fingerprint=v.csr.fingerprint,
-            public_key_der_b64=base64.b64encode(v.csr.public_key_der).decode(),
-        )
+        return _validated(v)
+
+    @activity.defn(name="redeem.validate_and_claim")
+    @domain_errors
+    async def validate_and_claim(self, arg: ValidateInput) -> Validated:
+        """``validate`` and ``claim_token`` in one step and one transaction: the redeem's
+        shape since ``redeem-in-three-steps`` (workflows/redeem.py)."""
+        async with self._sessions() as session:
+            v = await enrollment.validate_redeem(
+                session, arg.token_hash, arg.csr_pem, run=run_ref()
+            )
+            await enrollment.claim_token(
+                session,
+                arg.token_hash,
+                grant_id=v.grant_id,
+                peer_id=v.peer_id,
+                csr_fingerprint=v.csr.fingerprint,
+                run=run_ref(),
+            )
+        log.info("token %s claimed", log_id(arg.token_hash))
+        return _validated(v)
 
     @activity.defn(name="redeem.claim_token")
     @domain_errors
@@ -185,6 +209,7 @@ class RedeemActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         return [
+            self.validate_and_claim,
             self.validate,
             self.claim_token,
             self.release_claim,

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair
 
 from api.deps import ClientAddressDep, GatewayDep, RequestIdDep, SessionDep, TemporalDep
 from api.metrics import record_redeem
@@ -36,6 +37,7 @@ from federation.pki.csr import check_csr
 from federation.policy import http_status_for
 from federation.runs import redeem_workflow_id
 from federation.tokens import hash_token, is_well_formed, log_id
+from workflows.common import GRANT_ID, PEER_ID
 from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
 
 log = logging.getLogger("mosaic.api.enrollment")
@@ -237,7 +239,13 @@ async def _redeem(
     outcome = await start_or_attach(
         temporal,
         RedeemEnrollment.run,
-        RedeemInput(caller.request_id, token_hash, body.csr_pem, settings.mosaic_ca_retry_seconds),
+        RedeemInput(
+            caller.request_id,
+            token_hash,
+            body.csr_pem,
+            settings.mosaic_ca_retry_seconds,
+            csr_fingerprint=csr.fingerprint,
+        ),
         RunStart(
             id=redeem_workflow_id(token_hash),
             task_queue=await gateway.task_queue(),
@@ -247,6 +255,11 @@ async def _redeem(
                 "A remote peer redeems a single-use enrollment token with a CSR: validate,"
                 " claim the token, have the CA sign, verify the grant and user OIDs, activate"
                 " the grant. Only the token's SHA-256 is here; search GrantId / PeerId."
+            ),
+            # Set at the start, so the run is found by its grant or peer while it runs.
+            search_attributes=(
+                SearchAttributePair(GRANT_ID, str(known.grant_id)),
+                SearchAttributePair(PEER_ID, str(known.peer_id)),
             ),
         ),
         wait_seconds=settings.mosaic_enroll_wait_seconds,

@@ -39,14 +39,13 @@ from workflows.worker import build_worker, remote_settings, sealer_from_settings
 
 # saga point -> (when, activity type)
 POINTS: dict[str, tuple[str, str]] = {
-    "after_validate": ("before", "redeem.claim_token"),
+    "before_claim": ("before", "redeem.validate_and_claim"),
     # claim done, its local result not yet recorded (the task that records it is lost)
-    "claim_unrecorded": ("after", "redeem.claim_token"),
-    "after_claim": ("before", "certificates.sign"),
-    # step-ca signed, the activity's completion never reaches Temporal
-    "issue_unreported": ("after", "certificates.sign"),
-    "after_issue": ("before", "certificates.verify"),
-    "after_verify": ("before", "redeem.activate"),
+    "claim_unrecorded": ("after", "redeem.validate_and_claim"),
+    "after_claim": ("before", "certificates.certify"),
+    # step-ca signed (and the certificate checked), the completion never reaches Temporal
+    "issue_unreported": ("after", "certificates.certify"),
+    "after_issue": ("before", "redeem.activate"),
     "after_activate": ("after", "redeem.activate"),
 }
 

@@ -35,7 +35,7 @@ from workflows.deadlines import MARGIN
 pytestmark = pytest.mark.usefixtures("worker")
 
 Proceed = Callable[[], Awaitable[Any]]
-VERIFY_DEADLINE = 5.0  # RedeemEnrollment's start-to-close for certificates.verify
+CLAIM_DEADLINE = 10.0  # RedeemEnrollment's start-to-close for redeem.validate_and_claim
 
 
 async def _redeem(client: httpx.AsyncClient) -> tuple[dict[str, Any], str, httpx.Response]:
@@ -46,7 +46,7 @@ async def _redeem(client: httpx.AsyncClient) -> tuple[dict[str, Any], str, httpx
     return grant, token, response
 
 
-async def test_a_hung_verify_attempt_is_ended_before_the_sdk_deadline_and_its_retry_enrolls(
+async def test_a_hung_claim_attempt_is_ended_before_the_sdk_deadline_and_its_retry_enrolls(
     settings: Settings,
     temporal_env: WorkflowEnvironment,
     ca: CertificateAuthority,
@@ -54,8 +54,8 @@ async def test_a_hung_verify_attempt_is_ended_before_the_sdk_deadline_and_its_re
 ) -> None:
     ended_after: list[float] = []
 
-    async def first_verify_hangs(activity_type: str, proceed: Proceed) -> Any:
-        if activity_type == "certificates.verify" and not ended_after:
+    async def first_claim_hangs(activity_type: str, proceed: Proceed) -> Any:
+        if activity_type == "redeem.validate_and_claim" and not ended_after:
             started = time.monotonic()
             try:
                 await asyncio.sleep(60)
@@ -63,13 +63,13 @@ async def test_a_hung_verify_attempt_is_ended_before_the_sdk_deadline_and_its_re
                 ended_after.append(time.monotonic() - started)
         return await proceed()
 
-    async with lane_with_ca(settings, temporal_env, ca, hook=first_verify_hangs) as client:
+    async with lane_with_ca(settings, temporal_env, ca, hook=first_claim_hangs) as client:
         grant, token, response = await _redeem(client)
         assert response.status_code == 200, response.text
-        # Ended by our deadline, not by the SDK's (which would cancel it at 5 s).
+        # Ended by our deadline, not by the SDK's (which would cancel it at 10 s).
         assert ended_after, "the hung attempt was never ended"
-        expected = VERIFY_DEADLINE - MARGIN.total_seconds()
-        assert expected - 0.5 <= ended_after[0] < VERIFY_DEADLINE - 0.2, ended_after
+        expected = CLAIM_DEADLINE - MARGIN.total_seconds()
+        assert expected - 0.5 <= ended_after[0] < CLAIM_DEADLINE - 0.2, ended_after
         rows = await settled_ledger(db_engine, grant["id"])
         assert [(r["state"], r["serial"]) for r in rows] == [
             ("active", response.json()["certSerial"])
@@ -77,7 +77,7 @@ async def test_a_hung_verify_attempt_is_ended_before_the_sdk_deadline_and_its_re
         history = await temporal_env.client.get_workflow_handle(
             redeem_workflow_id(hash_token(token))
         ).fetch_history()
-        # The retry was scheduled afresh, by a timer, with the whole 5 s of its own.
+        # The retry was scheduled afresh, by a timer, with the whole 10 s of its own.
         assert any(e.HasField("timer_started_event_attributes") for e in history.events)
         await _assert_replays(history)
 
@@ -89,7 +89,7 @@ async def test_a_ca_step_that_hangs_past_its_budget_is_a_ca_outage_and_the_token
     db_engine: AsyncEngine,
 ) -> None:
     async def sign_hangs(activity_type: str, proceed: Proceed) -> Any:
-        if activity_type == "certificates.sign":
+        if activity_type == "certificates.certify":
             await asyncio.sleep(60)
         return await proceed()
 

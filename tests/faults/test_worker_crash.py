@@ -10,11 +10,11 @@ the run completes (a crash is not a reason to fail an enrollment), one active
 certificate per grant with the same serial on grant, peer and token, nothing
 stranded, exactly one ``allowed`` audit row.
 
-Points (``tests.faults.crashing_worker.POINTS``): after validate, after claim,
-after issue, after verify, after activate; plus two windows between them: the
-claim committed but its local result not yet recorded (``claim_unrecorded``),
-and step-ca signed but the issue completion never reported
-(``issue_unreported``). A last case crashes right after a refusal's ``denied``
+Points (``tests.faults.crashing_worker.POINTS``), on the redeem's three steps:
+before the claim, after the claim, after the issue (signed and verified), after
+the activation; plus two windows: the claim committed but its local result not
+yet recorded (``claim_unrecorded``), and step-ca signed but the issue completion
+never reported (``issue_unreported``). A last case crashes right after a refusal's ``denied``
 audit row committed: the replay must not write it twice.
 """
 
@@ -55,7 +55,7 @@ from tests.support.faults import (
 )
 from tests.support.identity import gateway_client
 from tests.support.ledger import ledger_rows
-from tests.support.pki import make_csr
+from tests.support.pki import csr_fingerprint, make_csr
 from tests.support.stepca import StepCAServer
 from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
 
@@ -101,12 +101,11 @@ async def pg_stepca(
 
 # point -> (token claimed, grant active) right after the crash, before any replacement
 LEFT_BEHIND: dict[str, tuple[bool, bool]] = {
-    "after_validate": (False, False),
+    "before_claim": (False, False),
     "claim_unrecorded": (True, False),
     "after_claim": (True, False),
     "issue_unreported": (True, False),
     "after_issue": (True, False),
-    "after_verify": (True, False),
     "after_activate": (True, True),
 }
 assert set(LEFT_BEHIND) == set(POINTS)
@@ -158,7 +157,13 @@ async def crash_redeem(
         client = await gateway_client(temporal_env, lane.engine)
         handle = await client.start_workflow(
             RedeemEnrollment.run,
-            RedeemInput(f"fault-{uuid.uuid4().hex[:12]}", token_hash, csr_pem, CA_RETRY_SECONDS),
+            RedeemInput(
+                f"fault-{uuid.uuid4().hex[:12]}",
+                token_hash,
+                csr_pem,
+                CA_RETRY_SECONDS,
+                csr_fingerprint=csr_fingerprint(csr_pem),  # the shape the API starts
+            ),
             id=redeem_workflow_id(token_hash),
             task_queue=queue,
             task_timeout=WORKFLOW_TASK_TIMEOUT,

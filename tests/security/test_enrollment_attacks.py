@@ -70,7 +70,7 @@ async def held_lane(
     settings: Settings, temporal_env: WorkflowEnvironment, ca: CertificateAuthority
 ) -> AsyncIterator[tuple[httpx.AsyncClient, HoldFirst]]:
     """A lane whose first redeem run waits in validate until the test releases it."""
-    hold = HoldFirst("redeem.validate")
+    hold = HoldFirst("redeem.validate_and_claim")
     async with lane_with_ca(settings, temporal_env, ca, hook=hold) as lane:
         yield lane, hold
 
