@@ -9,7 +9,10 @@ activities imported passed through), so the sandbox's per-run re-import costs ab
 same. Input flags select the variants:
 
 - ``upserts``: RedeemEnrollment's three search-attribute upserts;
-- ``issue_local`` (experiment): the issue step as a local activity too.
+- ``issue_local`` (experiment): the issue step as a local activity too;
+- ``three_local``: the redeem's shape since ``redeem-in-three-steps``, three local
+  activities (validate, issue, activate; no claim, no verify step), for comparison
+  only: the issue's baseline is the shape above.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class BareInput:
     ca_retry_seconds: float = 60.0
     upserts: bool = False
     issue_local: bool = False
+    three_local: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class BareRedeem:
             workflow.upsert_search_attributes(
                 [GRANT_ID.value_set(v.grant_id), PEER_ID.value_set(v.peer_id)]
             )
+        if arg.three_local:
+            return await self._three_local(arg, v)
         await workflow.execute_local_activity(
             claim_token,
             arg.token_hash,
@@ -98,14 +104,34 @@ class BareRedeem:
         )
         if arg.upserts:
             workflow.upsert_search_attributes([OUTCOME.value_set("allowed")])
-        return BareResult(
-            issued.cert_pem,
-            issued.chain_pem,
-            serial,
-            "2030-01-01T00:00:00+00:00",
-            v.csr_fingerprint,
-            v.grant_id,
-            v.subject_user_id,
-            v.peer_id,
-            v.csr_fingerprint,
+        return _result(issued, serial, v)
+
+    async def _three_local(self, arg: BareInput, v: BareValidated) -> BareResult:
+        issued: BareIssued = await workflow.execute_local_activity(
+            issue_certificate,
+            arg.csr_pem,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=timedelta(seconds=arg.ca_retry_seconds),
+            retry_policy=CA_CALL,
         )
+        serial = "01"
+        await workflow.execute_local_activity(
+            activate, serial, start_to_close_timeout=timedelta(seconds=15), retry_policy=UNTIL_DONE
+        )
+        if arg.upserts:
+            workflow.upsert_search_attributes([OUTCOME.value_set("allowed")])
+        return _result(issued, serial, v)
+
+
+def _result(issued: BareIssued, serial: str, v: BareValidated) -> BareResult:
+    return BareResult(
+        issued.cert_pem,
+        issued.chain_pem,
+        serial,
+        "2030-01-01T00:00:00+00:00",
+        v.csr_fingerprint,
+        v.grant_id,
+        v.subject_user_id,
+        v.peer_id,
+        v.csr_fingerprint,
+    )

@@ -402,8 +402,8 @@ async def step_floor(stack: Embedded, tickets: Sequence[Ticket]) -> dict[str, li
     time, with the gateway idle. Each ticket runs in an activity context of its own run."""
     from temporalio.testing import ActivityEnvironment
 
-    from activities.certificates import CertificateActivities, SignInput, VerifyInput
-    from activities.redeem import ActivateInput, ClaimInput, RedeemActivities, ValidateInput
+    from activities.certificates import CertificateActivities, CertifyInput
+    from activities.redeem import ActivateInput, RedeemActivities, ValidateInput
     from federation import enrollment
     from federation.ca.factory import ca_from_settings
     from federation.db.session import make_engine, make_sessionmaker
@@ -440,40 +440,35 @@ async def step_floor(stack: Embedded, tickets: Sequence[Ticket]) -> dict[str, li
             check_csr(ticket.csr_pem, expected_common_name=known.peer_common_name)
             await session.rollback()
         t = took(API_BEFORE, t)
-        v = await redeem.validate(ValidateInput(h, ticket.csr_pem))
-        t = took("validate (local activity)", t)
-        await redeem.claim_token(ClaimInput(h, v.grant_id, v.peer_id, v.csr_fingerprint))
-        t = took("claim token (local activity)", t)
-        issued = await certs.sign(
-            SignInput(ticket.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint)
-        )
-        t = took("sign, built-in CA (local activity)", t)
-        verified = await certs.verify(
-            VerifyInput(
-                issued.cert_pem,
-                issued.chain_pem,
+        v = await redeem.validate_and_claim(ValidateInput(h, ticket.csr_pem))
+        t = took("validate and claim (local activity)", t)
+        certified = await certs.certify(
+            CertifyInput(
+                ticket.csr_pem,
                 v.grant_id,
                 v.subject_user_id,
+                v.peer_id,
+                v.csr_fingerprint,
                 v.public_key_der_b64,
             )
         )
-        t = took("verify (local activity)", t)
+        t = took("sign with the built-in CA and verify (local activity)", t)
         await redeem.activate(
             ActivateInput(
                 request_id,
                 h,
                 v.grant_id,
                 v.peer_id,
-                issued.cert_pem,
-                verified.serial,
-                verified.not_after,
-                verified.fingerprint,
+                certified.cert_pem,
+                certified.serial,
+                certified.not_after,
+                certified.fingerprint,
             )
         )
         t = took("activate (local activity)", t)
         async with sessions() as session:
             await enrollment.why_certificate_unusable(
-                session, uuid.UUID(v.grant_id), verified.serial
+                session, uuid.UUID(v.grant_id), certified.serial
             )
         took(API_AFTER, t)
 

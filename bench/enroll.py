@@ -522,32 +522,29 @@ DirectActivities = tuple[Any, Any]
 async def direct_phase(
     name: str, acts: DirectActivities, tickets: Sequence[Ticket], concurrency: int, stack: Stack
 ) -> PhaseResult:
-    """validate → claim → sign → verify → activate, in-process, no Temporal, no HTTP.
+    """validate and claim → sign and verify → activate, in-process, no Temporal, no HTTP.
 
     The worker's own activity methods, each ticket in an activity context of its own run
     (the ledger records which run signed), so the floor pays what a real run pays.
     """
     from temporalio.testing import ActivityEnvironment
 
-    from activities.certificates import SignInput, VerifyInput
-    from activities.redeem import ActivateInput, ClaimInput, ValidateInput
+    from activities.certificates import CertifyInput
+    from activities.redeem import ActivateInput, ValidateInput
 
     result = PhaseResult(name, len(tickets), concurrency)
     redeem, certs = acts
 
     async def steps(ticket: Ticket, request_id: str) -> None:
         token_hash = ticket.token_hash
-        v = await redeem.validate(ValidateInput(token_hash, ticket.csr_pem))
-        await redeem.claim_token(ClaimInput(token_hash, v.grant_id, v.peer_id, v.csr_fingerprint))
-        issued = await certs.sign(
-            SignInput(ticket.csr_pem, v.grant_id, v.subject_user_id, v.peer_id, v.csr_fingerprint)
-        )
-        verified = await certs.verify(
-            VerifyInput(
-                issued.cert_pem,
-                issued.chain_pem,
+        v = await redeem.validate_and_claim(ValidateInput(token_hash, ticket.csr_pem))
+        certified = await certs.certify(
+            CertifyInput(
+                ticket.csr_pem,
                 v.grant_id,
                 v.subject_user_id,
+                v.peer_id,
+                v.csr_fingerprint,
                 v.public_key_der_b64,
             )
         )
@@ -557,10 +554,10 @@ async def direct_phase(
                 token_hash,
                 v.grant_id,
                 v.peer_id,
-                issued.cert_pem,
-                verified.serial,
-                verified.not_after,
-                verified.fingerprint,
+                certified.cert_pem,
+                certified.serial,
+                certified.not_after,
+                certified.fingerprint,
             )
         )
 
@@ -591,12 +588,13 @@ async def bare_phase(
     *,
     upserts: bool = False,
     issue_local: bool = False,
+    three_local: bool = False,
 ) -> PhaseResult:
     """Start each bare workflow through the bench's Temporal client and wait for its result."""
     result = PhaseResult(name, len(ids), concurrency)
 
     async def one(workflow_id: str) -> None:
-        await run_bare(client, task_queue, workflow_id, result, upserts, issue_local)
+        await run_bare(client, task_queue, workflow_id, result, upserts, issue_local, three_local)
 
     return await timed(result, stack, ids, one)
 
@@ -608,6 +606,7 @@ async def run_bare(
     result: PhaseResult,
     upserts: bool = False,
     issue_local: bool = False,
+    three_local: bool = False,
 ) -> None:
     """One bare workflow, started and waited for by the bench's Temporal client."""
     from bench.bare_activities import CSR_SIZE
@@ -615,7 +614,13 @@ async def run_bare(
 
     t0 = time.perf_counter()
     arg = BareInput(
-        uuid.uuid4().hex, secrets.token_hex(32), "R" * CSR_SIZE, 60.0, upserts, issue_local
+        uuid.uuid4().hex,
+        secrets.token_hex(32),
+        "R" * CSR_SIZE,
+        60.0,
+        upserts,
+        issue_local,
+        three_local,
     )
     try:
         await client.execute_workflow(BareRedeem.run, arg, id=workflow_id, task_queue=task_queue)
@@ -653,7 +658,7 @@ SEGMENTS = (
         "HTTP sent → workflow started (API: parse, dependencies, StartWorkflow)",
     ),
     ("wft1_queue", "workflow started → 1st workflow task picked up (matching)"),
-    ("wft1_run", "1st workflow task (local activities: a redeem's 5 steps, bare's first 2)"),
+    ("wft1_run", "1st workflow task (local activities: a redeem's 3 steps, bare's first 2)"),
     ("act_queue", "task completed → activity started (matching; bare shape only)"),
     ("act_run", "the regular activity (bare shape only)"),
     ("wft2_queue", "activity completed → 2nd workflow task picked up (bare shape only)"),
@@ -1051,6 +1056,17 @@ class Bench:
             )
             self.results.append(sa)
             say(f"bare Temporal + search-attribute upserts: burst {sa.throughput:.1f}/s")
+        three = await self.bare(
+            "bare Temporal 3-local+SA burst",
+            queue,
+            "3l",
+            args.n,
+            args.concurrency,
+            upserts=True,
+            three_local=True,
+        )
+        self.results.append(three)
+        say(f"bare Temporal, the redeem's three local steps + upserts: {three.throughput:.1f}/s")
         ids = {f"bare-{self.stack.run_id}-s-{i}": "" for i in range(args.single)}
         self.report["bare_single_breakdown_ms"] = await breakdown(self.client, ids, None)
 
@@ -1361,6 +1377,15 @@ def print_report(
             for p in rounds
         )
         + f"; median {ratio_rounds:.2f}"
+    )
+    three = by_name["bare Temporal 3-local+SA burst"]
+    report["ratios"]["burst_over_bare_three_local_sa"] = round(
+        burst.throughput / three.throughput, 3
+    )
+    print(
+        f"  (for comparison, not a target: the burst / a do-nothing workflow of the redeem's"
+        f" own shape now, three local activities and two upserts:"
+        f" {burst.throughput / three.throughput:.2f})"
     )
     print(f"single p50 / direct-floor p50 = {ratio_p50:.1f}")
     print(f"single p50 / bare-Temporal single p50 = {ratio_single:.2f} (phases apart)")
