@@ -1,14 +1,16 @@
 """The bare-Temporal baseline workflow: RedeemEnrollment's shape, activities that do nothing.
 
-Same activity count and kinds (validate, claim: local; issue: regular; verify, activate:
-local), the same timeouts and retry policies (copied here from ``workflows/redeem.py`` and
-``workflows/common.py`` so that a rename there cannot break the baseline; on the happy path
-no retry happens), payloads of about the same size. The module is built like
-``workflows/redeem.py`` (one workflow class, two dataclasses, a few module constants,
-activities imported passed through), so the sandbox's per-run re-import costs about the
-same. Input flags select the variants:
+The shape is the one issue 13 set as the baseline (RedeemEnrollment's when it was filed;
+the redeem runs three local activities since ``redeem-in-three-steps``, see
+``three_local``). Same activity count and kinds as that shape (validate, claim: local;
+issue: regular; verify, activate: local), the same timeouts and retry policies (copied
+here from ``workflows/redeem.py`` and ``workflows/common.py`` so that a rename there
+cannot break the baseline; on the happy path no retry happens), payloads of about the
+same size. The module is built like ``workflows/redeem.py`` (one workflow class, two
+dataclasses, a few module constants, activities imported passed through), so the
+sandbox's per-run re-import costs about the same. Input flags select the variants:
 
-- ``upserts``: RedeemEnrollment's three search-attribute upserts;
+- ``upserts``: the search-attribute upserts of that shape (GrantId and PeerId, outcome);
 - ``issue_local`` (experiment): the issue step as a local activity too;
 - ``three_local``: the redeem's shape since ``redeem-in-three-steps``, three local
   activities (validate, issue, activate; no claim, no verify step), for comparison
