@@ -631,7 +631,12 @@ async def run_bare(
 
 
 async def interleaved_singles(
-    http: httpx.AsyncClient, client: Any, queue: str, tickets: Sequence[Ticket], run_id: str
+    http: httpx.AsyncClient,
+    client: Any,
+    queue: str,
+    tickets: Sequence[Ticket],
+    run_id: str,
+    marks: dict[str, tuple[int, int]],
 ) -> tuple[PhaseResult, PhaseResult]:
     """Sequential enrollments and sequential bare workflows taking turns, one each, the
     order swapped every turn: both meet the same machine, moment by moment."""
@@ -640,7 +645,7 @@ async def interleaved_singles(
     ours.quiet_wait_s = await wait_quiet()
     for i, ticket in enumerate(tickets):
         steps: list[Callable[[], Awaitable[None]]] = [
-            lambda t=ticket: post_redeem(http, t, ours),  # type: ignore[misc]
+            lambda t=ticket: post_redeem(http, t, ours, marks),  # type: ignore[misc]
             lambda i=i: run_bare(client, queue, f"bare-{run_id}-is-{i}", bare),  # type: ignore[misc]
         ]
         for step in steps if i % 2 == 0 else reversed(steps):
@@ -1114,10 +1119,13 @@ class Bench:
             rounds.append(self._pair(r, order))
             say(f"round {r} ({order}): ours / bare = {rounds[-1]['ratio']:.2f}")
         tickets = await self.mint(args.single, "isingle")
+        marks: dict[str, tuple[int, int]] = {}
         ours, bare = await interleaved_singles(
-            self.peer, self.client, self.bare_queue, tickets, stack.run_id
+            self.peer, self.client, self.bare_queue, tickets, stack.run_id, marks
         )
         self.results += [ours, bare]
+        runs = await redeem_runs(self.client, tickets)
+        self.report["interleaved_single_breakdown_ms"] = await breakdown(self.client, runs, marks)
         say(
             f"interleaved singles: p50 {pct(ours.latencies_ms, 50):.1f} ms,"
             f" bare {pct(bare.latencies_ms, 50):.1f} ms"
@@ -1339,13 +1347,16 @@ def print_report(
     print(cpu_table(results))
     print()
     print("single enrollment, where the time goes (ms; Temporal history + the client's clock):")
+    interleaved = report.get("interleaved_single_breakdown_ms", {})
     for key, label in (*SEGMENTS, ("wf_total", "workflow started → completed")):
         seg = report["single_breakdown_ms"].get(key)
         bare_seg = report["bare_single_breakdown_ms"].get(key)
+        i_seg = interleaved.get(key)
         ours = f"p50 {seg['p50']:>6.1f}  p95 {seg['p95']:>6.1f}" if seg else f"{'-':>23}"
         if seg or bare_seg:
             bare_txt = f"   bare p50 {bare_seg['p50']:>6.1f}" if bare_seg else ""
-            print(f"  {label[:72]:<72} {ours}{bare_txt}")
+            i_txt = f"   interleaved p50 {i_seg['p50']:>6.1f}" if i_seg else ""
+            print(f"  {label[:72]:<72} {ours}{bare_txt}{i_txt}")
     print()
     print(
         "RSS after the burst (MiB, process + children; peak = VmHWM; postgres is the whole"
