@@ -157,7 +157,7 @@ class RedeemEnrollment:
         undo: list[Compensation] = []
         try:
             if arg.csr_fingerprint is not None and workflow.patched(THREE_STEPS):
-                done = await self._three_steps(arg, undo)
+                done = await self._three_steps(arg, arg.csr_fingerprint, undo)
             else:
                 done = await self._five_steps(arg, undo)
         except (ActivityError, ApplicationError) as err:
@@ -170,12 +170,13 @@ class RedeemEnrollment:
         workflow.upsert_search_attributes([OUTCOME.value_set("allowed")])
         return done
 
-    async def _three_steps(self, arg: RedeemInput, undo: list[Compensation]) -> RedeemResult:
+    async def _three_steps(
+        self, arg: RedeemInput, csr_fingerprint: str, undo: list[Compensation]
+    ) -> RedeemResult:
         """validate and claim → have the CA sign, and verify → activate: three local
         activities (THREE_STEPS). GrantId and PeerId come with the start."""
-        assert arg.csr_fingerprint is not None
         # Before the claim: its reply may be lost after it committed.
-        settle = ReleaseInput(arg.token_hash, arg.csr_fingerprint)
+        settle = ReleaseInput(arg.token_hash, csr_fingerprint)
         undo.append(Compensation("release the claim", _when_released, self._release(settle)))
         undo.append(Compensation("burn the token", _when_burnt, self._burn(settle)))
         self._at("validating request and claiming token")
