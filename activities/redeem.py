@@ -111,17 +111,16 @@ class RedeemActivities:
     async def validate_and_claim(self, arg: ValidateInput) -> Validated:
         """``validate`` and ``claim_token`` in one step and one transaction: the redeem's
         shape since ``redeem-in-three-steps`` (workflows/redeem.py)."""
+        run = run_ref()
         async with self._sessions() as session:
-            v = await enrollment.validate_redeem(
-                session, arg.token_hash, arg.csr_pem, run=run_ref()
-            )
+            v = await enrollment.validate_redeem(session, arg.token_hash, arg.csr_pem, run=run)
             await enrollment.claim_token(
                 session,
                 arg.token_hash,
                 grant_id=v.grant_id,
                 peer_id=v.peer_id,
                 csr_fingerprint=v.csr.fingerprint,
-                run=run_ref(),
+                run=run,
             )
         log.info("token %s claimed", log_id(arg.token_hash))
         return _validated(v)

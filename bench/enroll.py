@@ -644,12 +644,13 @@ async def interleaved_singles(
     bare = PhaseResult("bare Temporal single, interleaved", len(tickets), 1)
     ours.quiet_wait_s = await wait_quiet()
     for i, ticket in enumerate(tickets):
-        steps: list[Callable[[], Awaitable[None]]] = [
-            lambda t=ticket: post_redeem(http, t, ours, marks),  # type: ignore[misc]
-            lambda i=i: run_bare(client, queue, f"bare-{run_id}-is-{i}", bare),  # type: ignore[misc]
+        # Coroutines start when awaited: each runs on its own, in this order.
+        pair = [
+            post_redeem(http, ticket, ours, marks),
+            run_bare(client, queue, f"bare-{run_id}-is-{i}", bare),
         ]
-        for step in steps if i % 2 == 0 else reversed(steps):
-            await step()
+        for step in pair if i % 2 == 0 else reversed(pair):
+            await step
             await asyncio.sleep(SINGLE_GAP_S)
     return ours, bare
 

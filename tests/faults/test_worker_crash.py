@@ -35,6 +35,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from federation.ca.stepca import StepCA
 from federation.db.session import make_engine
+from federation.pki.csr import check_csr
 from federation.runs import redeem_workflow_id
 from federation.settings import Settings
 from federation.tokens import hash_token
@@ -55,7 +56,7 @@ from tests.support.faults import (
 )
 from tests.support.identity import gateway_client
 from tests.support.ledger import ledger_rows
-from tests.support.pki import csr_fingerprint, make_csr
+from tests.support.pki import make_csr
 from tests.support.stepca import StepCAServer
 from workflows.redeem import RedeemEnrollment, RedeemInput, RedeemResult
 
@@ -162,7 +163,7 @@ async def crash_redeem(
                 token_hash,
                 csr_pem,
                 CA_RETRY_SECONDS,
-                csr_fingerprint=csr_fingerprint(csr_pem),  # the shape the API starts
+                csr_fingerprint=check_csr(csr_pem).fingerprint,  # as the API starts it
             ),
             id=redeem_workflow_id(token_hash),
             task_queue=queue,

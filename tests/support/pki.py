@@ -7,8 +7,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from federation.pki.fingerprints import fingerprint_sha256
-
 
 def make_csr(
     common_name: str, key: ec.EllipticCurvePrivateKey | None = None
@@ -28,9 +26,3 @@ def public_der(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def csr_fingerprint(csr_pem: str) -> str:
-    """The CSR's fingerprint as the API computes it (``federation.pki.csr.check_csr``)."""
-    csr = x509.load_pem_x509_csr(csr_pem.encode())
-    return fingerprint_sha256(csr.public_bytes(serialization.Encoding.DER))
