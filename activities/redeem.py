@@ -21,7 +21,7 @@ from temporalio import activity
 
 from activities.certificates import Withdrawn, run_ref
 from activities.errors import domain_errors
-from federation import enrollment, ledger
+from federation import enrollment
 from federation.tokens import log_id
 
 log = logging.getLogger("mosaic.activities.redeem")
@@ -164,7 +164,7 @@ class RedeemActivities:
         """Activate, and report what this run signed besides (decided for revocation)."""
         issued_by = run_ref()
         async with self._sessions() as session:
-            await enrollment.activate(
+            leftovers = await enrollment.activate(
                 session,
                 enrollment.Activation(
                     request_id=arg.request_id,
@@ -177,9 +177,6 @@ class RedeemActivities:
                     cert_fingerprint=arg.fingerprint,
                     issued_by=issued_by,
                 ),
-            )
-            leftovers = await ledger.pending_revocations(
-                session, grant_id=uuid.UUID(arg.grant_id), issued_by=issued_by
             )
         log.info("grant %s active with certificate %s", arg.grant_id, arg.serial)
         return Withdrawn(leftovers)

@@ -390,8 +390,12 @@ _AUDIT = insert(table_of(AuditEntry))
 SUPERFLUOUS = "superfluous: another certificate of the same enrollment was activated"
 
 
-async def activate(session: AsyncSession, a: Activation) -> None:
+async def activate(session: AsyncSession, a: Activation) -> list[str]:
     """Grant and peer to ``active`` with the allowed audit row, in one transaction (CRIT-2).
+
+    Returns the serials the run signed besides, decided for revocation and not yet
+    confirmed by the CA (read in the same transaction: no second round of BEGIN and
+    ROLLBACK on the redeem's path).
 
     Idempotent: a retry after a commit whose reply was lost finds the grant
     already active with this serial and succeeds.
@@ -403,7 +407,7 @@ async def activate(session: AsyncSession, a: Activation) -> None:
         if granted.rowcount != 1:  # type: ignore[attr-defined]
             current = await session.scalar(_ACTIVE_SERIAL, {"grant": a.grant_id})
             if current == a.cert_serial:
-                return
+                return await _leftovers(session, a)
             raise ActivationLost("grant is no longer pending")
         if not await ledger.pin(session, a.cert_serial):
             raise ActivationLost("certificate was withdrawn before activation")
@@ -437,6 +441,11 @@ async def activate(session: AsyncSession, a: Activation) -> None:
                 )
             ),
         )
+        return await _leftovers(session, a)
+
+
+async def _leftovers(session: AsyncSession, a: Activation) -> list[str]:
+    return await ledger.pending_revocations(session, grant_id=a.grant_id, issued_by=a.issued_by)
 
 
 async def record_denial(
