@@ -589,12 +589,15 @@ async def bare_phase(
     upserts: bool = False,
     issue_local: bool = False,
     three_local: bool = False,
+    marks: dict[str, tuple[int, int]] | None = None,
 ) -> PhaseResult:
     """Start each bare workflow through the bench's Temporal client and wait for its result."""
     result = PhaseResult(name, len(ids), concurrency)
 
     async def one(workflow_id: str) -> None:
-        await run_bare(client, task_queue, workflow_id, result, upserts, issue_local, three_local)
+        await run_bare(
+            client, task_queue, workflow_id, result, upserts, issue_local, three_local, marks
+        )
 
     return await timed(result, stack, ids, one)
 
@@ -607,11 +610,14 @@ async def run_bare(
     upserts: bool = False,
     issue_local: bool = False,
     three_local: bool = False,
+    marks: dict[str, tuple[int, int]] | None = None,
 ) -> None:
-    """One bare workflow, started and waited for by the bench's Temporal client."""
+    """One bare workflow, started and waited for by the bench's Temporal client; ``marks``
+    gets the client's clock at the start request and at the result, by workflow id."""
     from bench.bare_activities import CSR_SIZE
     from bench.bare_workflows import BareInput, BareRedeem
 
+    sent_ns = time.time_ns()
     t0 = time.perf_counter()
     arg = BareInput(
         uuid.uuid4().hex,
@@ -628,6 +634,8 @@ async def run_bare(
         result.errors.append(f"{type(exc).__name__}: {exc}")
         return
     result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+    if marks is not None:
+        marks[workflow_id] = (sent_ns, time.time_ns())
 
 
 async def interleaved_singles(
@@ -661,7 +669,7 @@ async def interleaved_singles(
 SEGMENTS = (
     (
         "http_to_wf_started",
-        "HTTP sent → workflow started (API: parse, dependencies, StartWorkflow)",
+        "request sent → workflow started (ours: HTTP + API + start; bare: start)",
     ),
     ("wft1_queue", "workflow started → 1st workflow task picked up (matching)"),
     ("wft1_run", "1st workflow task (local activities: a redeem's 3 steps, bare's first 2)"),
@@ -669,7 +677,10 @@ SEGMENTS = (
     ("act_run", "the regular activity (bare shape only)"),
     ("wft2_queue", "activity completed → 2nd workflow task picked up (bare shape only)"),
     ("wft2_run", "2nd workflow task (verify + activate local activities; bare shape only)"),
-    ("wf_done_to_http", "workflow completed → HTTP response (result long-poll, API reply)"),
+    (
+        "wf_done_to_http",
+        "workflow completed → answer (result long-poll; ours: API checks, reply)",
+    ),
 )
 
 
@@ -971,10 +982,19 @@ class Bench:
         )
 
     async def bare(
-        self, name: str, queue: str, tag: str, count: int, concurrency: int, **variant: bool
+        self,
+        name: str,
+        queue: str,
+        tag: str,
+        count: int,
+        concurrency: int,
+        marks: dict[str, tuple[int, int]] | None = None,
+        **variant: bool,
     ) -> PhaseResult:
         ids = [f"bare-{self.stack.run_id}-{tag}-{i}" for i in range(count)]
-        return await bare_phase(name, self.client, queue, ids, concurrency, self.stack, **variant)
+        return await bare_phase(
+            name, self.client, queue, ids, concurrency, self.stack, marks=marks, **variant
+        )
 
     # -- the phases --
 
@@ -1049,7 +1069,8 @@ class Bench:
         worker = self.spawn_bare_worker(queue)
         await wait_pollers(self.client, queue, worker)
         await self.bare("warmup", queue, "w", WARMUP, 1)
-        single = await self.bare("bare Temporal single", queue, "s", args.single, 1)
+        bare_marks: dict[str, tuple[int, int]] = {}
+        single = await self.bare("bare Temporal single", queue, "s", args.single, 1, bare_marks)
         burst = await self.bare("bare Temporal burst", queue, "b", args.n, args.concurrency)
         self.results += [single, burst]
         say(
@@ -1073,8 +1094,11 @@ class Bench:
         )
         self.results.append(three)
         say(f"bare Temporal, the redeem's three local steps + upserts: {three.throughput:.1f}/s")
-        ids = {f"bare-{self.stack.run_id}-s-{i}": "" for i in range(args.single)}
-        self.report["bare_single_breakdown_ms"] = await breakdown(self.client, ids, None)
+        ids = {
+            f"bare-{self.stack.run_id}-s-{i}": f"bare-{self.stack.run_id}-s-{i}"
+            for i in range(args.single)
+        }
+        self.report["bare_single_breakdown_ms"] = await breakdown(self.client, ids, bare_marks)
 
         if args.experiments:
             local = await self.bare(
