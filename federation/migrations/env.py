@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from federation.db.aio import run_settled
 from federation.db.models import Base
 from federation.db.session import make_engine
 
@@ -43,4 +42,4 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    asyncio.run(_run_async(url))
+    run_settled(_run_async(url))
