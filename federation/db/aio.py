@@ -28,15 +28,19 @@ SQLITE_SETTLE_SECONDS = 2.0
 
 
 def run_settled(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run``, closing the loop only once aiosqlite's threads have ended."""
+    """``asyncio.run``, closing the loop only once the aiosqlite threads that ``coro``
+    started have ended. Threads of connections opened before (the migrations run in a
+    thread of a process whose pool may hold SQLite connections) are not waited for."""
+    before = set(_sqlite_threads())
     with asyncio.Runner() as runner:
         try:
             return runner.run(coro)
         finally:
-            _join_sqlite_threads(time.monotonic() + SQLITE_SETTLE_SECONDS)
+            deadline = time.monotonic() + SQLITE_SETTLE_SECONDS
+            for thread in _sqlite_threads():
+                if thread not in before:
+                    thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _join_sqlite_threads(deadline: float) -> None:
-    for thread in threading.enumerate():
-        if thread.name.endswith(SQLITE_THREAD_SUFFIX):
-            thread.join(max(0.0, deadline - time.monotonic()))
+def _sqlite_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.endswith(SQLITE_THREAD_SUFFIX)]

@@ -68,3 +68,23 @@ def test_run_settled_returns_what_the_coroutine_returns() -> None:
         return 42
 
     assert run_settled(answer()) == 42
+
+
+def test_threads_of_connections_opened_before_are_not_waited_for(tmp_path: Path) -> None:
+    # The migrations run in a thread of a process whose pool may hold SQLite connections.
+    async def open_one() -> aiosqlite.Connection:
+        return await aiosqlite.connect(tmp_path / "open.db")
+
+    async def nothing() -> None:
+        return None
+
+    loop = asyncio.new_event_loop()
+    held = loop.run_until_complete(open_one())
+    try:
+        started = time.monotonic()
+        run_settled(nothing())
+        waited = time.monotonic() - started
+    finally:
+        loop.run_until_complete(held.close())  # its thread ends: pytest can exit
+        loop.close()
+    assert waited < 0.5
