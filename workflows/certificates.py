@@ -16,16 +16,38 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
 
-from workflows.common import GRANT_ID, PEER_ID
+from workflows.common import GRANT_ID, PEER_ID, VERIFY_STEP
 
 with workflow.unsafe.imports_passed_through():
-    from activities.certificates import CARevocation, CARevoked, CertificateActivities
+    from activities.certificates import (
+        CARevocation,
+        CARevoked,
+        CertificateActivities,
+        Issued,
+        Verified,
+        VerifyInput,
+    )
 
 # The CA may be down for a while: keep trying, then leave it to the reconcile sweep.
 CA_REVOKE = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
 CA_REVOKE_DEADLINE = timedelta(hours=1)
+
+
+async def verify_issued(
+    issued: Issued, grant_id: str, subject_user_id: str, public_key_der_b64: str
+) -> Verified:
+    """The check of what the CA signed (both OIDs, the CSR's key, our chain), as its own
+    local activity: the five-step redeem's and the renewal's verify step."""
+    return await workflow.execute_local_activity_method(
+        CertificateActivities.verify,
+        VerifyInput(
+            issued.cert_pem, issued.chain_pem, grant_id, subject_user_id, public_key_der_b64
+        ),
+        start_to_close_timeout=timedelta(seconds=5),
+        retry_policy=VERIFY_STEP,
+    )
 
 
 @dataclass(frozen=True)

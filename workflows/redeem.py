@@ -22,7 +22,7 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.certificates import start_revocation
+from workflows.certificates import start_revocation, verify_issued
 from workflows.common import (
     CA_CALL,
     GRANT_ID,
@@ -30,7 +30,6 @@ from workflows.common import (
     PEER_ID,
     SHORT_STEP,
     UNTIL_DONE,
-    VERIFY_STEP,
     failure_of,
 )
 
@@ -42,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         Issued,
         SignInput,
         Verified,
-        VerifyInput,
         WithdrawInput,
         Withdrawn,
     )
@@ -249,18 +247,7 @@ class RedeemEnrollment:
         self._serial = issued.serial
 
         self._at("verifying certificate")
-        verified: Verified = await workflow.execute_local_activity_method(
-            CertificateActivities.verify,
-            VerifyInput(
-                issued.cert_pem,
-                issued.chain_pem,
-                v.grant_id,
-                v.subject_user_id,
-                v.public_key_der_b64,
-            ),
-            start_to_close_timeout=timedelta(seconds=5),
-            retry_policy=VERIFY_STEP,
-        )
+        verified = await verify_issued(issued, v.grant_id, v.subject_user_id, v.public_key_der_b64)
         return await self._activate(arg, v, issued.cert_pem, issued.chain_pem, verified)
 
     async def _activate(

@@ -14,14 +14,13 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.certificates import start_revocation
+from workflows.certificates import start_revocation, verify_issued
 from workflows.common import (
     CA_CALL,
     GRANT_ID,
     PEER_ID,
     SHORT_STEP,
     UNTIL_DONE,
-    VERIFY_STEP,
     failure_of,
 )
 
@@ -30,8 +29,6 @@ with workflow.unsafe.imports_passed_through():
         CertificateActivities,
         Issued,
         SignInput,
-        Verified,
-        VerifyInput,
         WithdrawInput,
         Withdrawn,
     )
@@ -120,17 +117,8 @@ class RenewCertificate:
                 retry_policy=CA_CALL,
             )
             self._step, ca_step = "verifying it", False
-            verified: Verified = await workflow.execute_local_activity_method(
-                CertificateActivities.verify,
-                VerifyInput(
-                    issued.cert_pem,
-                    issued.chain_pem,
-                    v.grant_id,
-                    v.subject_user_id,
-                    v.public_key_der_b64,
-                ),
-                start_to_close_timeout=timedelta(seconds=5),
-                retry_policy=VERIFY_STEP,
+            verified = await verify_issued(
+                issued, v.grant_id, v.subject_user_id, v.public_key_der_b64
             )
             self._step = f"pinning it in place of {v.old_serial}"
             pinned: Pinned = await workflow.execute_local_activity_method(
